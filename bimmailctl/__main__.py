@@ -1,0 +1,5 @@
+import sys
+
+from bimmailctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""``bimmailctl``: parse the command line, send the request, render the answer.
+
+asyncio, msgpack and the client are imported only after parsing, so that
+``bimmailctl --help`` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bimmailctl import render
+from bimmailctl.commands import accounts, system
+
+if TYPE_CHECKING:
+    from bimmailctl.client import Client
+
+EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in render.EXIT_CODES_DOC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bimmailctl",
+        description="Control bimmaild, the bimmail mail-account daemon.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", help="daemon socket (default: $BIMMAIL_SOCKET, else the user runtime dir)"
+    )
+    parser.add_argument("--json", action="store_true", help='print results as JSON (errors as {"error": …})')
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    system.add_parsers(sub)
+    accounts.add_parsers(sub)
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from bimmailctl.client import Client
+
+    client: Client = await Client.connect(args.socket, client_name="bimmailctl")
+    async with client:
+        code: int = await args.func(client, args)
+        return code
+
+
+def _fail(args: argparse.Namespace, code: int, message: str, error: dict[str, Any] | None = None) -> int:
+    if args.json:
+        render.print_json({"error": error or {"message": message}})
+    print(f"bimmailctl: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import asyncio
+
+    from bimmailctl.client import ConnectionLost, DaemonNotRunning
+    from bimmaild.protocol.errors import BimmailError
+
+    try:
+        return asyncio.run(_run(args))
+    except accounts.UsageError as exc:
+        return _fail(args, render.EXIT_INVALID, str(exc), {"name": "usage", "message": str(exc)})
+    except DaemonNotRunning as exc:
+        return _fail(args, render.EXIT_NOT_RUNNING, str(exc), {"name": "daemon_not_running", "message": str(exc)})
+    except ConnectionLost as exc:
+        return _fail(args, render.EXIT_FAILURE, str(exc))
+    except BimmailError as exc:
+        wire = exc.to_wire()
+        hint = f" (field {exc.field})" if exc.field else ""
+        return _fail(args, render.exit_code_for(wire["code"]), f"{exc.message}{hint}", wire)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""``bimmailctl account …``: list, show, add, modify, delete, primary, enable, disable.
+
+Passwords never go on the command line (where ``ps`` shows them): they come
+from stdin (``--password-stdin``), a file (``--password-file``, and per
+server ``--imap-password-file`` / ``--smtp-password-file``) or a hidden
+prompt when ``account add`` runs on a terminal.  With separate
+authentication, stdin or the password file hold the IMAP password on the
+first line and the SMTP password on the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from bimmailctl import render
+
+if TYPE_CHECKING:
+    from bimmailctl.client import Client
+
+SECURITY = ("ssl", "starttls", "none")
+
+
+class UsageError(Exception):
+    """Bad command-line input detected before asking the daemon (exit 2)."""
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    account = sub.add_parser("account", help="manage mail accounts")
+    asub = account.add_subparsers(dest="account_command", metavar="COMMAND", required=True)
+
+    p = asub.add_parser("list", help="list accounts")
+    p.set_defaults(func=cmd_list)
+
+    p = asub.add_parser("show", help="show one account")
+    p.add_argument("account", metavar="NAME", help="account name or id")
+    p.set_defaults(func=cmd_show)
+
+    p = asub.add_parser(
+        "add", help="add an account", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _setting_flags(p, for_add=True)
+    p.add_argument("--no-test", action="store_true", help="save without testing the connection first")
+    p.set_defaults(func=cmd_add)
+
+    p = asub.add_parser(
+        "modify",
+        help="change settings of an account",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("account", metavar="NAME", help="account name or id")
+    _setting_flags(p, for_add=False)
+    p.set_defaults(func=cmd_modify)
+
+    p = asub.add_parser("delete", help="delete an account (mail on the server is untouched)")
+    p.add_argument("account", metavar="NAME", help="account name or id")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_delete)
+
+    for name, func, text in (
+        ("primary", cmd_primary, "make it the primary account (default sender)"),
+        ("enable", cmd_enable, "enable the account (fetched again)"),
+        ("disable", cmd_disable, "disable the account (skipped by every fetch)"),
+    ):
+        p = asub.add_parser(name, help=text)
+        p.add_argument("account", metavar="NAME", help="account name or id")
+        p.set_defaults(func=func)
+
+
+def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
+    bool_flag = argparse.BooleanOptionalAction
+    p.add_argument("--name", required=for_add, help="display name, unique" + ("" if for_add else " (rename)"))
+    p.add_argument("--email", required=for_add, help="e-mail address")
+    p.add_argument("--login", help="login for IMAP and SMTP (default: the address; '' resets to it)")
+    pw = p.add_argument_group("passwords (never on the command line)")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    pw.add_argument("--password-file", metavar="FILE", help="read the password from the first line of FILE")
+    pw.add_argument("--imap-password-file", metavar="FILE", help="IMAP password file (separate auth)")
+    pw.add_argument("--smtp-password-file", metavar="FILE", help="SMTP password file (separate auth)")
+    p.add_argument("--separate-auth", action=bool_flag, help="separate IMAP and SMTP logins and passwords")
+    imap = p.add_argument_group("IMAP")
+    imap.add_argument("--imap-host", metavar="HOST", required=for_add)
+    imap.add_argument("--imap-port", metavar="PORT", type=int, help="default: 993 for ssl, 143 otherwise")
+    imap.add_argument("--imap-security", choices=SECURITY, help="default: ssl" if for_add else None)
+    imap.add_argument("--imap-login", metavar="LOGIN", help="IMAP login (separate auth)")
+    smtp = p.add_argument_group("SMTP")
+    smtp.add_argument("--smtp-host", metavar="HOST", required=for_add)
+    smtp.add_argument(
+        "--smtp-port", metavar="PORT", type=int, help="default: 465 for ssl, 587 for starttls, 25 for none"
+    )
+    smtp.add_argument("--smtp-security", choices=SECURITY, help="default: starttls" if for_add else None)
+    smtp.add_argument("--smtp-auth", action=bool_flag, help="the SMTP server requires authentication (default: yes)")
+    smtp.add_argument("--smtp-login", metavar="LOGIN", help="SMTP login (separate auth)")
+    p.add_argument("--tls-ca-file", metavar="PEM", help="trust this CA or self-signed certificate for this account")
+    if not for_add:
+        p.add_argument("--no-tls-ca-file", action="store_true", help="stop trusting the account's CA file")
+    p.add_argument("--trash-folder", metavar="NAME", help="server trash folder (default: BIMoffice)")
+    p.add_argument("--separator", choices=(",", ";"), help="recipient separator (default: ',')")
+    p.add_argument("--auto-fetch", action=bool_flag, help="include in automatic fetch (default: yes)")
+    if for_add:
+        p.add_argument("--primary", action="store_true", default=None, help="make it the primary account")
+        p.add_argument("--disabled", action="store_true", help="add it disabled")
+    else:
+        p.add_argument("--primary", action=bool_flag, help="make it (or stop it being) the primary account")
+        state = p.add_mutually_exclusive_group()
+        state.add_argument("--enabled", dest="enabled", action="store_true", default=None)
+        state.add_argument("--disabled", dest="enabled", action="store_false")
+
+
+def _settings(args: argparse.Namespace, *, for_add: bool) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key in ("name", "email", "login", "separate_auth", "trash_folder", "separator", "auto_fetch", "primary"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    if for_add:
+        params["enabled"] = not args.disabled
+    elif args.enabled is not None:
+        params["enabled"] = args.enabled
+    if args.tls_ca_file is not None:
+        params["tls_ca_file"] = os.path.abspath(args.tls_ca_file) if args.tls_ca_file else None
+    if not for_add and args.no_tls_ca_file:
+        params["tls_ca_file"] = None
+    for kind, keys in (
+        ("imap", ("host", "port", "security", "login")),
+        ("smtp", ("host", "port", "security", "auth", "login")),
+    ):
+        server = {k: getattr(args, f"{kind}_{k}") for k in keys if getattr(args, f"{kind}_{k}") is not None}
+        if server:
+            params[kind] = server
+    return params
+
+
+def _read_lines(source: str) -> list[str]:
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {source}: {exc.strerror}") from None
+    return text.splitlines()
+
+
+def _first_line(source: str, what: str) -> str:
+    lines = _read_lines(source)
+    if not lines or not lines[0]:
+        raise UsageError(f"no {what} found in {'standard input' if source == '-' else source}")
+    return lines[0]
+
+
+def _passwords(
+    args: argparse.Namespace, params: dict[str, Any], *, separate: bool, smtp_auth: bool, prompt: bool
+) -> None:
+    """Put the passwords the user supplied into params (nested as the protocol wants)."""
+    if args.password_stdin and args.password_file:
+        raise UsageError("give --password-stdin or --password-file, not both")
+    source = "-" if args.password_stdin else args.password_file
+    if source is not None:
+        lines = _read_lines(source)
+        if not lines or not lines[0]:
+            raise UsageError("the password input is empty")
+        if separate:
+            params.setdefault("imap", {})["password"] = lines[0]
+            if smtp_auth:
+                if len(lines) < 2 or not lines[1]:
+                    raise UsageError("with separate auth the password input needs the SMTP password on line 2")
+                params.setdefault("smtp", {})["password"] = lines[1]
+        else:
+            params["password"] = lines[0]
+    for kind in ("imap", "smtp"):
+        path = getattr(args, f"{kind}_password_file")
+        if path is not None:
+            params.setdefault(kind, {})["password"] = _first_line(path, f"{kind.upper()} password")
+    if prompt and source is None and sys.stdin.isatty():
+        who = params.get("email", "the account")
+        if not separate:
+            params["password"] = getpass.getpass(f"Password for {who}: ")
+        else:
+            if "password" not in params.get("imap", {}):
+                params.setdefault("imap", {})["password"] = getpass.getpass(f"IMAP password for {who}: ")
+            if smtp_auth and "password" not in params.get("smtp", {}):
+                params.setdefault("smtp", {})["password"] = getpass.getpass(f"SMTP password for {who}: ")
+
+
+def _show_result(args: argparse.Namespace, result: dict[str, Any], verb: str) -> int:
+    if args.json:
+        render.print_json(result)
+        return render.EXIT_OK
+    account = result["account"]
+    print(f"{verb} account {account['name']} (#{account['id']})")
+    render.notes(result.get("notes", []))
+    return render.EXIT_OK
+
+
+async def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    accounts = await client.call("account.list")
+    if args.json:
+        render.print_json(accounts)
+    else:
+        render.account_table(accounts)
+    return render.EXIT_OK
+
+
+async def cmd_show(client: Client, args: argparse.Namespace) -> int:
+    account = await client.call("account.show", {"account": args.account})
+    if args.json:
+        render.print_json(account)
+    else:
+        render.account_block(account)
+    return render.EXIT_OK
+
+
+async def cmd_add(client: Client, args: argparse.Namespace) -> int:
+    params = _settings(args, for_add=True)
+    smtp_auth = args.smtp_auth is not False
+    _passwords(args, params, separate=bool(args.separate_auth), smtp_auth=smtp_auth, prompt=True)
+    return _show_result(args, await client.call("account.add", params), "added")
+
+
+async def cmd_modify(client: Client, args: argparse.Namespace) -> int:
+    params = _settings(args, for_add=False)
+    wants_password = args.password_stdin or args.password_file
+    if wants_password and (args.separate_auth is None or args.smtp_auth is None):
+        current = await client.call("account.show", {"account": args.account})
+    else:
+        current = {"separate_auth": False, "smtp": {"auth": True}}
+    separate = current["separate_auth"] if args.separate_auth is None else args.separate_auth
+    smtp_auth = current["smtp"]["auth"] if args.smtp_auth is None else args.smtp_auth
+    _passwords(args, params, separate=separate, smtp_auth=smtp_auth, prompt=False)
+    if not params:
+        raise UsageError("nothing to change: give at least one setting (see bimmailctl account modify --help)")
+    params["account"] = args.account
+    return _show_result(args, await client.call("account.modify", params), "modified")
+
+
+async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    confirm = bool(args.yes)
+    if not confirm and sys.stdin.isatty():
+        account = await client.call("account.show", {"account": args.account})
+        import asyncio
+
+        answer = await asyncio.to_thread(
+            input,
+            f"Delete account {account['name']} <{account['email']}>? Its local messages, settings, "
+            "signatures and stored passwords are removed; mail on the server is untouched. [y/N] ",
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted", file=sys.stderr)
+            return render.EXIT_CONFIRMATION
+        confirm = True
+    result = await client.call("account.delete", {"account": args.account, "confirm": confirm})
+    if args.json:
+        render.print_json(result)
+    else:
+        print(f"deleted account {result['deleted']['name']} (#{result['deleted']['id']})")
+        render.notes(result["notes"])
+    return render.EXIT_OK
+
+
+async def _simple(client: Client, args: argparse.Namespace, method: str, verb: str) -> int:
+    result = await client.call(method, {"account": args.account})
+    if args.json:
+        render.print_json(result)
+    else:
+        print(f"{result['account']['name']}: {verb}")
+        if result.get("previous"):
+            render.notes([f"{result['previous']} is no longer the primary account"])
+    return render.EXIT_OK
+
+
+async def cmd_primary(client: Client, args: argparse.Namespace) -> int:
+    return await _simple(client, args, "account.primary", "primary account")
+
+
+async def cmd_enable(client: Client, args: argparse.Namespace) -> int:
+    return await _simple(client, args, "account.enable", "enabled")
+
+
+async def cmd_disable(client: Client, args: argparse.Namespace) -> int:
+    return await _simple(client, args, "account.disable", "disabled")

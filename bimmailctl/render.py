@@ -1,0 +1,128 @@
+"""Output for humans (tables, key/value blocks) and scripts (--json), and exit codes.
+
+Exit codes (documented in the README) are derived from the daemon's error
+codes in one table, so every command reports the same failure the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+EXIT_NOT_RUNNING = 3
+EXIT_NOT_FOUND = 4
+EXIT_CONFLICT = 5
+EXIT_PERMISSION = 6
+EXIT_CONFIRMATION = 7
+EXIT_SERVER = 8
+EXIT_TEMPORARY = 9
+
+# Error codes of bimmaild.protocol.errors, by number so that this module stays import-free.
+_EXIT_BY_CODE = {
+    200: EXIT_INVALID,
+    300: EXIT_NOT_FOUND,
+    400: EXIT_CONFLICT,
+    500: EXIT_PERMISSION,
+    600: EXIT_CONFIRMATION,
+    700: EXIT_SERVER,
+    701: EXIT_SERVER,
+    702: EXIT_SERVER,
+    703: EXIT_SERVER,
+    800: EXIT_TEMPORARY,
+    801: EXIT_TEMPORARY,
+    802: EXIT_TEMPORARY,
+}
+
+EXIT_CODES_DOC = (
+    (EXIT_OK, "success"),
+    (EXIT_FAILURE, "other failure (internal error, protocol error, lost connection)"),
+    (EXIT_INVALID, "invalid input: bad option or value (the message names the field)"),
+    (EXIT_NOT_RUNNING, "the daemon is not running (or the socket is not reachable)"),
+    (EXIT_NOT_FOUND, "no such account (or other object)"),
+    (EXIT_CONFLICT, "conflict: the name is already taken"),
+    (EXIT_PERMISSION, "permission denied"),
+    (EXIT_CONFIRMATION, "confirmation required (pass --yes) or declined"),
+    (EXIT_SERVER, "mail server failure: unreachable, TLS, authentication, server error"),
+    (EXIT_TEMPORARY, "temporary failure of the daemon: busy, disk, keyring; retry later"),
+)
+
+
+def exit_code_for(code: int) -> int:
+    return _EXIT_BY_CODE.get(code, EXIT_FAILURE)
+
+
+def print_json(value: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(value, out, indent=2, ensure_ascii=False, sort_keys=False)
+    out.write("\n")
+
+
+def yes_no(value: object) -> str:
+    return "yes" if value else "no"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO = sys.stdout) -> None:
+    cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def key_values(pairs: Sequence[tuple[str, object]], out: TextIO = sys.stdout, indent: str = "  ") -> None:
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        out.write(f"{indent}{key.ljust(width)}  {'-' if value is None else value}\n")
+
+
+def _server_line(server: dict[str, Any], *, smtp: bool) -> str:
+    parts = [f"{server['host']}:{server['port']} {server['security']}"]
+    if smtp and not server["auth"]:
+        parts.append("no authentication")
+    else:
+        parts.append(f"login {server['login']}")
+        parts.append("password set" if server["password_set"] else "NO PASSWORD SET")
+    return ", ".join(parts)
+
+
+def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    flags = [f for f, on in (("primary", account["primary"]), ("disabled", not account["enabled"])) if on]
+    out.write(f"{account['name']} (#{account['id']}){'  ' + ', '.join(flags) if flags else ''}\n")
+    key_values(
+        [
+            ("address", account["email"]),
+            ("login", "separate for IMAP and SMTP" if account["separate_auth"] else account["login"]),
+            ("IMAP", _server_line(account["imap"], smtp=False)),
+            ("SMTP", _server_line(account["smtp"], smtp=True)),
+            ("TLS CA file", account["tls_ca_file"]),
+            ("trash folder", account["trash_folder"]),
+            ("separator", repr(account["separator"])),
+            ("enabled", yes_no(account["enabled"])),
+            ("auto-fetch", yes_no(account["auto_fetch"])),
+            ("created", account["created_at"]),
+            ("updated", account["updated_at"]),
+        ],
+        out,
+    )
+
+
+def account_table(accounts: Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
+    if not accounts:
+        out.write("no accounts (add one with: bimmailctl account add --help)\n")
+        return
+    table(
+        ("ID", "NAME", "ADDRESS", "ENABLED", "AUTO-FETCH", "PRIMARY"),
+        [
+            (a["id"], a["name"], a["email"], yes_no(a["enabled"]), yes_no(a["auto_fetch"]), "*" if a["primary"] else "")
+            for a in accounts
+        ],
+        out,
+    )
+
+
+def notes(lines: Sequence[str], out: TextIO = sys.stdout) -> None:
+    for line in lines:
+        out.write(f"note: {line}\n")

@@ -1,0 +1,5 @@
+import sys
+
+from bimmaild.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Accounts: model and validation, management service, secret backends."""

@@ -1,0 +1,242 @@
+"""Account management: add, modify, delete, primary, enable (R-A1, R-A2, R-E2, R-L1, R-L2, R-X1, R-X2).
+
+Every change runs under one lock, so a check (is this name free?) and the
+write that relies on it cannot interleave with another client's change while
+the secret backend is awaited.  Order of writes, chosen so that a crash at any
+point leaves nothing a later account could inherit:
+
+* add: passwords (under a fresh random ``secret_ref``), then the row.
+* modify: new passwords, then the row, then passwords no longer used.
+* delete: the row, then passwords, then local mail.
+The start-up sweep (:meth:`AccountService.sweep`) removes what a crash left
+behind in the secret backend and the mail directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bimmaild.accounts import model
+from bimmaild.accounts.model import Account
+from bimmaild.accounts.secrets import Secret, SecretBackend, account_key
+from bimmaild.events import EventBus
+from bimmaild.protocol.errors import ConfirmationRequired, Conflict, NotFound, SecretsUnavailable
+from bimmaild.store import accounts as q
+from bimmaild.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AccountService:
+    def __init__(self, db: Database, secrets: SecretBackend, mail_root: Path, events: EventBus) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.mail_root = mail_root
+        self.events = events
+        self._lock = asyncio.Lock()
+
+    # -- reading -----------------------------------------------------------
+
+    def all(self) -> list[Account]:
+        return [Account.from_row(r) for r in q.all_rows(self.db.conn)]
+
+    def find(self, ref: str | int) -> Account:
+        """By name (case-insensitive), else by id; a digit string that is no name is an id."""
+        row = None
+        if isinstance(ref, str):
+            row = q.by_name(self.db.conn, ref.strip())
+            if row is None and ref.strip().isdigit():
+                row = q.by_id(self.db.conn, int(ref.strip()))
+        else:
+            row = q.by_id(self.db.conn, ref)
+        if row is None:
+            raise NotFound(f"no account named or numbered {ref!r}", field="account")
+        return Account.from_row(row)
+
+    def primary(self) -> Account | None:
+        row = q.primary(self.db.conn)
+        return None if row is None else Account.from_row(row)
+
+    async def slots_set(self, account: Account) -> set[str]:
+        return {slot for slot in model.SLOTS if await self.secrets.get(account_key(account.secret_ref, slot))}
+
+    async def public(self, account: Account) -> dict[str, Any]:
+        return account.to_public(await self.slots_set(account))
+
+    # -- changing ----------------------------------------------------------
+
+    async def add(self, params: Mapping[str, Any]) -> tuple[Account, list[str]]:
+        flat, passwords = model.split_params(params)
+        make_primary = bool(flat.pop("primary"))
+        notes: list[str] = []
+        for kind in ("imap", "smtp"):
+            if flat.get(f"{kind}_port") is None:
+                flat[f"{kind}_port"] = model.default_port(kind, flat[f"{kind}_security"])
+        settings = model.normalize({c: flat.get(c) for c in model.SETTING_COLUMNS})
+        model.check_passwords(settings, passwords, have=set())
+        if settings["login"] is None and not settings["separate_auth"]:
+            notes.append(f"login is the address {settings['email']}")
+        async with self._lock:
+            self._check_name_free(settings["name"], None)
+            secret_ref = uuid.uuid4().hex
+            for slot, value in passwords.items():
+                await self.secrets.put(account_key(secret_ref, slot), Secret(value))
+            with self.db.transaction() as conn:
+                previous = q.primary(conn)
+                primary = make_primary or previous is None
+                if primary and previous is not None:
+                    q.clear_primary(conn)
+                    notes.append(f"{previous['name']!r} is no longer the primary account")
+                elif primary:
+                    notes.append("it is the primary account (the first one)")
+                now = _now()
+                row = {**settings, "secret_ref": secret_ref, "is_primary": int(primary)}
+                account_id = q.insert(conn, {**row, "created_at": now, "updated_at": now})
+        account = self.find(account_id)
+        log.info("account %d %r added", account.id, account.name)
+        await self._changed("added", account)
+        return account, notes
+
+    async def modify(self, ref: str | int, params: Mapping[str, Any]) -> tuple[Account, list[str]]:
+        async with self._lock:
+            account = self.find(ref)
+            flat, passwords = model.split_params(params)
+            primary = flat.pop("primary", None)
+            notes = self._follow_security(account, flat)
+            changes = model.normalize(flat)
+            merged = {**account.settings(), **changes}
+            if "name" in changes:
+                self._check_name_free(merged["name"], account.id)
+            have = await self.slots_set(account)
+            model.check_passwords(merged, passwords, have)
+            unused = have - set(model.required_slots(merged))
+            for slot, value in passwords.items():
+                await self.secrets.put(account_key(account.secret_ref, slot), Secret(value))
+            with self.db.transaction() as conn:
+                notes += self._apply_primary(conn, account, primary)
+                q.update(conn, account.id, {**changes, "updated_at": _now()})
+            for slot in unused:
+                await self.secrets.delete(account_key(account.secret_ref, slot))
+        account = self.find(account.id)
+        await self._changed("modified", account)
+        return account, notes
+
+    async def delete(self, ref: str | int, *, confirm: bool) -> dict[str, Any]:
+        async with self._lock:
+            account = self.find(ref)
+            if not confirm:
+                raise ConfirmationRequired(
+                    f"deleting {account.name!r} removes its local messages, settings, signatures "
+                    "and stored passwords (mail on the server is untouched); confirm to proceed",
+                    field="confirm",
+                    data={"account": account.name},
+                )
+            with self.db.transaction() as conn:
+                q.delete(conn, account.id)
+            notes = ["mail on the server is untouched"]
+            try:
+                await self._forget_secrets(account.secret_ref)
+            except SecretsUnavailable as exc:
+                log.warning("account %d deleted but its passwords could not be removed: %s", account.id, exc)
+                notes.append(f"its stored passwords could not be removed now ({exc.message})")
+            await asyncio.to_thread(shutil.rmtree, self.mail_root / str(account.id), True)
+        log.info("account %d %r deleted", account.id, account.name)
+        if account.primary:
+            notes.append("it was the primary account: there is none now (set one with account primary)")
+        self.events.publish("account.changed", {"change": "deleted", "account_id": account.id, "account": None})
+        return {
+            "deleted": {"id": account.id, "name": account.name, "email": account.email},
+            "primary_cleared": account.primary,
+            "notes": notes,
+        }
+
+    async def make_primary(self, ref: str | int) -> tuple[Account, str | None]:
+        async with self._lock:
+            account = self.find(ref)
+            previous = self.primary()
+            with self.db.transaction() as conn:
+                self._apply_primary(conn, account, True)
+                q.update(conn, account.id, {"updated_at": _now()})
+        account = self.find(account.id)
+        await self._changed("modified", account)
+        return account, previous.name if previous and previous.id != account.id else None
+
+    async def set_enabled(self, ref: str | int, enabled: bool) -> Account:
+        async with self._lock:
+            account = self.find(ref)
+            with self.db.transaction() as conn:
+                q.update(conn, account.id, {"enabled": int(enabled), "updated_at": _now()})
+        account = self.find(account.id)
+        await self._changed("modified", account)
+        return account
+
+    async def sweep(self) -> None:
+        """Remove secrets and mail directories that belong to no account (left by a crash)."""
+        refs = q.secret_refs(self.db.conn)
+        keys = await self.secrets.keys()
+        for key in sorted(keys or set()):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == "account" and parts[1] not in refs:
+                log.info("removing orphan secret of a deleted account")
+                await self.secrets.delete(key)
+        ids = q.ids(self.db.conn)
+        if self.mail_root.is_dir():
+            for entry in self.mail_root.iterdir():
+                if entry.name.isdigit() and int(entry.name) not in ids:
+                    log.info("removing orphan mail directory %s", entry)
+                    await asyncio.to_thread(shutil.rmtree, entry, True)
+
+    # -- helpers -----------------------------------------------------------
+
+    def _check_name_free(self, name: str, own_id: int | None) -> None:
+        row = q.by_name(self.db.conn, name)
+        if row is not None and row["id"] != own_id:
+            raise Conflict(f"an account named {row['name']!r} already exists", field="name")
+
+    @staticmethod
+    def _follow_security(account: Account, flat: dict[str, Any]) -> list[str]:
+        """When security changes and the port was its default, move the port along."""
+        notes = []
+        for kind in ("imap", "smtp"):
+            security = flat.get(f"{kind}_security")
+            if security is None or f"{kind}_port" in flat:
+                continue
+            old_security = getattr(account, f"{kind}_security")
+            old_port = getattr(account, f"{kind}_port")
+            if old_port == model.default_port(kind, old_security) and security != old_security:
+                flat[f"{kind}_port"] = model.default_port(kind, security)
+                notes.append(f"{kind}.port set to {flat[f'{kind}_port']} to match {kind}.security {security}")
+        return notes
+
+    @staticmethod
+    def _apply_primary(conn: sqlite3.Connection, account: Account, primary: bool | None) -> list[str]:
+        if primary is None or primary == account.primary:
+            return []
+        if primary:
+            q.clear_primary(conn)
+            q.update(conn, account.id, {"is_primary": 1})
+            return [f"{account.name!r} is now the primary account"]
+        q.update(conn, account.id, {"is_primary": 0})
+        return ["there is no primary account now"]
+
+    async def _forget_secrets(self, secret_ref: str) -> None:
+        for slot in model.SLOTS:
+            await self.secrets.delete(account_key(secret_ref, slot))
+
+    async def _changed(self, change: str, account: Account) -> None:
+        self.events.publish(
+            "account.changed",
+            {"change": change, "account_id": account.id, "account": await self.public(account)},
+        )

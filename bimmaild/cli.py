@@ -1,0 +1,96 @@
+"""``bimmaild``: parse arguments, set up logging and signals, run the daemon.
+
+Exit status: 0 after a clean shutdown (SIGTERM, SIGINT), 1 when the daemon
+cannot start (the message says why), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bimmaild import __version__, systemd
+from bimmaild.accounts.secrets import BACKEND_CHOICES
+from bimmaild.control.server import StartupError
+from bimmaild.daemon import Daemon, DaemonConfig
+from bimmaild.protocol.paths import APP_NAME, SOCKET_ENV, default_socket_path
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME, appauthor=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bimmaild",
+        description="bimmail mail-account daemon: owns the accounts and does all mail I/O. "
+        "Runs in the foreground; stop it with SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument(
+        "--socket", metavar="PATH", help=f"control socket (default: ${SOCKET_ENV}, else %(default)s)", default=None
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", type=Path, help="store directory (default: platformdirs user data dir)"
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--secret-backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="where passwords are kept: the system keyring or a 0600 file in the data dir "
+        "(auto: keyring when usable; the first choice is recorded in the store)",
+    )
+    parser.add_argument("--version", action="version", version=f"bimmaild {__version__}")
+    return parser.parse_args(argv)
+
+
+def setup_logging(level: str) -> None:
+    # Under journald the journal adds its own timestamps.
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if os.environ.get("JOURNAL_STREAM")
+        else ("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    # Its backend discovery is noise at debug level.
+    logging.getLogger("keyring").setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+async def _run(config: DaemonConfig) -> None:
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    await daemon.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    explicit_socket = args.socket or os.environ.get(SOCKET_ENV)
+    config = DaemonConfig(
+        data_dir=(args.data_dir or default_data_dir()).absolute(),
+        socket_path=Path(explicit_socket).absolute() if explicit_socket else default_socket_path(),
+        private_socket_dir=not explicit_socket,
+        secret_backend=args.secret_backend,
+        inherited_socket=systemd.inherited_socket(),
+    )
+    try:
+        asyncio.run(_run(config))
+    except StartupError as exc:
+        print(f"bimmaild: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The control socket: server, connections, router and the handlers per area."""

@@ -1,0 +1,1 @@
+"""One module per area; each exposes a class whose ``register`` adds its methods."""

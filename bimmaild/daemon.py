@@ -1,0 +1,139 @@
+"""Composition root: builds every object of the daemon and owns their lifetimes.
+
+``Daemon.run`` acquires resources in order (data dir lock, store, secrets,
+services, control socket) on an AsyncExitStack and releases them in reverse,
+only those acquired, whether it ends by ``request_stop`` or by an error.
+Readiness (``ready`` event, sd_notify READY=1) is signalled only once the
+store is migrated and the socket accepts connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bimmaild import __version__, systemd
+from bimmaild.accounts.secrets import choose_backend, open_backend
+from bimmaild.accounts.service import AccountService
+from bimmaild.control.handlers.accounts import AccountHandlers
+from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
+from bimmaild.control.router import Router
+from bimmaild.control.server import ControlServer, StartupError, ensure_private_dir
+from bimmaild.events import EventBus
+from bimmaild.protocol.methods import METHODS_BY_NAME
+from bimmaild.store import settings
+from bimmaild.store.db import Database, SchemaTooNew
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    data_dir: Path
+    socket_path: Path
+    # True when the socket path is our default one: its directory is ours to keep 0700.
+    private_socket_dir: bool = True
+    secret_backend: str = "auto"  # noqa: S105 (a backend name, not a secret)
+    inherited_socket: socket.socket | None = None
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Exclusive lock on the data dir: two daemons must never write one store."""
+    fd = os.open(data_dir / "bimmaild.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise StartupError(f"another bimmaild (pid {holder}) already uses the data dir {data_dir}") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await self._start(stack)
+            self.ready.set()
+            systemd.notify("READY=1\nSTATUS=serving " + str(self.config.socket_path))
+            log.info("bimmaild %s ready on %s", __version__, self.config.socket_path)
+            await self._stop.wait()
+            systemd.notify("STOPPING=1")
+            log.info("bimmaild stopping")
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        data_dir = self.config.data_dir
+        try:
+            ensure_private_dir(data_dir)
+        except OSError as exc:
+            raise StartupError(f"cannot create the data dir {data_dir}: {exc.strerror}") from None
+        stack.enter_context(data_dir_lock(data_dir))
+        try:
+            db = Database.open(data_dir)
+        except SchemaTooNew as exc:
+            raise StartupError(str(exc)) from None
+        stack.callback(db.close)
+
+        backend_name, store_id = self._secret_settings(db)
+        secrets = open_backend(backend_name, data_dir, store_id)
+        events = EventBus()
+        accounts = AccountService(db, secrets, data_dir / "mail", events)
+        await accounts.sweep()
+
+        router = Router()
+        info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC))
+        SystemHandlers(info, accounts, router).register(router)
+        AccountHandlers(accounts).register(router)
+        missing = set(METHODS_BY_NAME) - set(router.methods)
+        if missing:
+            raise RuntimeError(f"declared methods without handler: {sorted(missing)}")
+
+        server = ControlServer(
+            router,
+            events,
+            self.config.socket_path,
+            private_dir=self.config.private_socket_dir,
+            inherited=self.config.inherited_socket,
+        )
+        stack.push_async_callback(server.close)
+        await server.start()
+
+    def _secret_settings(self, db: Database) -> tuple[str, str]:
+        """The store's random id and secret backend, recorded on first start."""
+        with db.transaction() as conn:
+            store_id = settings.read(conn, "store_id")
+            if store_id is None:
+                store_id = uuid.uuid4().hex
+                settings.write(conn, "store_id", store_id)
+            recorded = settings.read(conn, "secret_backend")
+            backend = choose_backend(self.config.secret_backend, recorded)
+            if backend != recorded:
+                if recorded is not None:
+                    log.warning("secret backend changed from %s to %s", recorded, backend)
+                settings.write(conn, "secret_backend", backend)
+        return backend, store_id

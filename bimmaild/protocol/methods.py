@@ -1,0 +1,224 @@
+"""The table of contents of the control protocol: every method and event.
+
+A method is a name, a parameter declaration (validated by the router before
+the handler runs), a description of its result and the errors it can answer.
+``docs/PROTOCOL.md`` is generated from this table (``python -m
+bimmaild.protocol.docgen``) and a test keeps the two identical.
+
+Versioning rule: methods, params and result fields may be added; the meaning
+of an existing one never changes.  ``PROTOCOL_VERSION`` changes only if that
+rule ever has to be broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bimmaild.protocol.errors import ErrorCode as E
+from bimmaild.protocol.schema import Param
+
+PROTOCOL_VERSION = 1
+
+SECURITY_CHOICES = ("ssl", "starttls", "none")
+SEPARATOR_CHOICES = (",", ";")
+DEFAULT_TRASH_FOLDER = "BIMoffice"
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    result: str
+    errors: tuple[E, ...] = ()
+    before_hello: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    summary: str
+    params: str
+
+
+ACCOUNT_REF = Param(
+    "account",
+    "str|int",
+    "The account: its display name (case-insensitive), or its numeric id. "
+    "A string of digits that is no account's name is taken as an id.",
+    required=True,
+    max_len=200,
+)
+
+
+def _d(for_add: bool, value: object) -> dict[str, Any]:
+    """A default only where one applies: add has defaults, modify leaves absent fields alone."""
+    return {"default": value} if for_add else {}
+
+
+def _server_fields(kind: str, *, for_add: bool) -> tuple[Param, ...]:
+    what = kind.upper()
+    default_ports = "993 for ssl, 143 otherwise" if kind == "imap" else "465 for ssl, 587 for starttls, 25 for none"
+    fields = [
+        Param("host", "str", f"{what} server host name or IP address.", required=for_add, max_len=253),
+        Param("port", "int", f"{what} port; when absent: {default_ports}.", min=1, max=65535),
+        Param(
+            "security",
+            "str",
+            "ssl (implicit TLS), starttls (upgrade required, never downgraded) or none (clear text).",
+            choices=SECURITY_CHOICES,
+            **_d(for_add, "ssl" if kind == "imap" else "starttls"),
+        ),
+    ]
+    if kind == "smtp":
+        fields.append(
+            Param(
+                "auth",
+                "bool",
+                "The SMTP server requires authentication.",
+                **_d(for_add, True),
+            )
+        )
+    fields += [
+        Param(
+            "login",
+            "str",
+            f"{what} login when separate_auth is on; empty or nil means the address.",
+            nullable=True,
+            max_len=320,
+        ),
+        Param("password", "str", f"{what} password when separate_auth is on.", secret=True, max_len=1024),
+    ]
+    return tuple(fields)
+
+
+def account_fields(*, for_add: bool) -> tuple[Param, ...]:
+    """Settings of an account: required with defaults for add, all optional for modify."""
+    return (
+        Param("name", "str", "Display name, unique per user.", required=for_add, max_len=100),
+        Param("email", "str", "E-mail address.", required=for_add, max_len=320),
+        Param(
+            "login",
+            "str",
+            "Login for IMAP and SMTP; empty or nil means the address (R-A1).",
+            nullable=True,
+            max_len=320,
+        ),
+        Param("password", "str", "Password for IMAP and SMTP (when separate_auth is off).", secret=True, max_len=1024),
+        Param("separate_auth", "bool", "Separate IMAP and SMTP logins and passwords (R-A2).", **_d(for_add, False)),
+        Param("imap", "map", "IMAP server.", required=for_add, fields=_server_fields("imap", for_add=for_add)),
+        Param("smtp", "map", "SMTP server.", required=for_add, fields=_server_fields("smtp", for_add=for_add)),
+        Param(
+            "tls_ca_file",
+            "str",
+            "PEM file of a CA or self-signed certificate to trust for this account, "
+            "in addition to the system store; nil removes it (R-B3).",
+            nullable=True,
+        ),
+        Param("trash_folder", "str", "Server trash folder (R-C3).", max_len=200, **_d(for_add, DEFAULT_TRASH_FOLDER)),
+        Param("separator", "str", "Recipient separator (R-D1).", choices=SEPARATOR_CHOICES, **_d(for_add, ",")),
+        Param("auto_fetch", "bool", "Include in automatic fetch (R-E1).", **_d(for_add, True)),
+        Param("enabled", "bool", "Fetched at all (R-L1).", **_d(for_add, True)),
+        Param(
+            "primary",
+            "bool",
+            "Primary account, the default sender (R-E2); true takes it from the "
+            "previous primary, false leaves the user with none.",
+            **_d(for_add, False),
+        ),
+    )
+
+
+ACCOUNT_RESULT = (
+    "account object: {id, name, email, login, separate_auth, imap: {host, port, security, login, "
+    "password_set}, smtp: {host, port, security, auth, login, password_set}, tls_ca_file, "
+    "trash_folder, separator, auto_fetch, enabled, primary, created_at, updated_at}. "
+    "Passwords are never returned, only whether one is set."
+)
+
+_ACCOUNT_ERRORS = (E.INVALID_PARAMS, E.NOT_FOUND)
+
+METHODS: tuple[Method, ...] = (
+    Method(
+        "hello",
+        "Handshake; must be the first request of a connection, and only the first.",
+        (
+            Param("client", "str", "Free text naming the client, for logs.", default="", max_len=200),
+            Param("protocol", "int", "Protocol version the client speaks.", required=True),
+        ),
+        "{daemon_version, protocol, user: {uid, name}, is_admin, may_configure, methods: [str], events: [str]}",
+        (E.UNSUPPORTED_PROTOCOL, E.ALREADY_GREETED, E.INVALID_PARAMS),
+        before_hello=True,
+    ),
+    Method(
+        "status",
+        "State of the daemon.",
+        (),
+        "{daemon_version, protocol, pid, started_at, uptime_seconds, data_dir, socket, "
+        "secret_backend, accounts: {total, enabled, primary}}",
+    ),
+    Method(
+        "subscribe",
+        "Receive the named events as notifications on this connection (replaces the previous set).",
+        (Param("topics", "list", "Event names; [] unsubscribes.", required=True, item_kind="str", max_items=64),),
+        "{topics: [str]}",
+        (E.INVALID_PARAMS,),
+    ),
+    Method("account.list", "All accounts, in a stable order (creation order).", (), "[account object]"),
+    Method("account.show", "One account.", (ACCOUNT_REF,), ACCOUNT_RESULT, _ACCOUNT_ERRORS),
+    Method(
+        "account.add",
+        "Create an account.  The first account becomes primary.",
+        account_fields(for_add=True),
+        "{account: account object, notes: [str]}",
+        (E.INVALID_PARAMS, E.CONFLICT, E.SECRETS_UNAVAILABLE),
+    ),
+    Method(
+        "account.modify",
+        "Change some settings of an account; absent params are left unchanged.",
+        (ACCOUNT_REF, *account_fields(for_add=False)),
+        "{account: account object, notes: [str]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.CONFLICT, E.SECRETS_UNAVAILABLE),
+    ),
+    Method(
+        "account.delete",
+        "Delete an account with its local messages, settings, signatures and stored "
+        "passwords; mail on the server is untouched (R-X1, R-X2).",
+        (
+            ACCOUNT_REF,
+            Param("confirm", "bool", "Must be true; otherwise confirmation_required.", default=False),
+        ),
+        "{deleted: {id, name, email}, primary_cleared: bool, notes: [str]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.CONFIRMATION_REQUIRED),
+    ),
+    Method(
+        "account.primary",
+        "Make the account the primary one; the previous primary stops being primary (R-E2).",
+        (ACCOUNT_REF,),
+        "{account: account object, previous: name or nil}",
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
+        "account.enable", "Enable the account (R-L1).", (ACCOUNT_REF,), "{account: account object}", _ACCOUNT_ERRORS
+    ),
+    Method(
+        "account.disable",
+        "Disable the account: every fetch skips it (R-L1).",
+        (ACCOUNT_REF,),
+        "{account: account object}",
+        _ACCOUNT_ERRORS,
+    ),
+)
+
+METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
+
+EVENTS: tuple[Event, ...] = (
+    Event(
+        "account.changed",
+        "An account was added, modified or deleted (by any client).",
+        "{change: added|modified|deleted, account_id, account: account object or nil when deleted}",
+    ),
+)
+
+EVENTS_BY_NAME: dict[str, Event] = {e.name: e for e in EVENTS}

@@ -1,0 +1,48 @@
+"""Schema migrations, in order.  Never edit a released entry: append a new one.
+
+Entry N (1-based) brings the store from user_version N-1 to N.  Old stores are
+kept as fixtures under ``tests/data/`` and a test upgrades each of them.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: accounts and daemon settings.
+    """
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE accounts (
+        -- AUTOINCREMENT: an id is never reused, so nothing of a deleted account
+        -- (Maildir, secrets) can ever be mistaken for a new one's (R-X2).
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- Random token naming this account's secrets; written before the row,
+        -- so a crash in between leaves only an orphan the start-up sweep removes.
+        secret_ref    TEXT NOT NULL UNIQUE,
+        name          TEXT NOT NULL COLLATE NOCASE UNIQUE,
+        email         TEXT NOT NULL,
+        login         TEXT,
+        separate_auth INTEGER NOT NULL DEFAULT 0 CHECK (separate_auth IN (0, 1)),
+        imap_host     TEXT NOT NULL,
+        imap_port     INTEGER NOT NULL CHECK (imap_port BETWEEN 1 AND 65535),
+        imap_security TEXT NOT NULL CHECK (imap_security IN ('ssl', 'starttls', 'none')),
+        imap_login    TEXT,
+        smtp_host     TEXT NOT NULL,
+        smtp_port     INTEGER NOT NULL CHECK (smtp_port BETWEEN 1 AND 65535),
+        smtp_security TEXT NOT NULL CHECK (smtp_security IN ('ssl', 'starttls', 'none')),
+        smtp_auth     INTEGER NOT NULL DEFAULT 1 CHECK (smtp_auth IN (0, 1)),
+        smtp_login    TEXT,
+        tls_ca_file   TEXT,
+        trash_folder  TEXT NOT NULL DEFAULT 'BIMoffice',
+        separator     TEXT NOT NULL DEFAULT ',' CHECK (separator IN (',', ';')),
+        auto_fetch    INTEGER NOT NULL DEFAULT 1 CHECK (auto_fetch IN (0, 1)),
+        enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        is_primary    INTEGER NOT NULL DEFAULT 0 CHECK (is_primary IN (0, 1)),
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    -- At most one primary account (R-E2), enforced by the store itself.
+    CREATE UNIQUE INDEX accounts_one_primary ON accounts (is_primary) WHERE is_primary = 1;
+    """,
+)

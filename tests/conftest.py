@@ -1,0 +1,42 @@
+"""Shared fixtures: a real daemon in-process on a private socket, and a client.
+
+The daemon runs in the test's event loop (pueue's integration-test pattern),
+on a socket in a short temporary directory (AF_UNIX paths are limited to 108
+bytes, too short for pytest's tmp_path) and a data dir under tmp_path.  Tests
+talk to it only through the real socket: ``bimmailctl.Client`` or the
+``bimmailctl`` command itself (``tests.helpers.run_ctl``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bimmailctl.client import Client
+from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="bm-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def daemon(short_dir: Path, tmp_path: Path) -> AsyncIterator[RunningDaemon]:
+    running = await start_daemon(daemon_config(short_dir, tmp_path))
+    try:
+        yield running
+    finally:
+        await stop_daemon(running)
+
+
+@pytest.fixture
+async def client(daemon: RunningDaemon) -> AsyncIterator[Client]:
+    async with await Client.connect(daemon.socket_path, client_name="pytest") as c:
+        yield c

@@ -1,0 +1,94 @@
+"""Helpers shared by tests: start/stop an in-process daemon, account params, run the ctl."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bimmaild.daemon import Daemon, DaemonConfig
+
+BIN_DIR = Path(sys.executable).parent
+
+
+@dataclass
+class RunningDaemon:
+    daemon: Daemon
+    config: DaemonConfig
+    task: asyncio.Task[None]
+
+    @property
+    def socket_path(self) -> Path:
+        return self.config.socket_path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+
+def daemon_config(short_dir: Path, tmp_path: Path) -> DaemonConfig:
+    return DaemonConfig(
+        data_dir=tmp_path / "data",
+        socket_path=short_dir / "run" / "bimmaild.sock",
+        secret_backend="file",
+    )
+
+
+async def start_daemon(config: DaemonConfig) -> RunningDaemon:
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    ready = asyncio.create_task(daemon.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises the start-up error
+    assert ready in done, "daemon did not become ready"
+    return RunningDaemon(daemon, config, task)
+
+
+async def stop_daemon(running: RunningDaemon) -> None:
+    running.daemon.request_stop()
+    await asyncio.wait_for(running.task, 10)
+
+
+def account_params(name: str = "Work", email: str = "me@example.org", **extra: Any) -> dict[str, Any]:
+    """Valid account.add params; ``extra`` overrides or adds keys."""
+    params: dict[str, Any] = {
+        "name": name,
+        "email": email,
+        "password": "s3cret-Work-pw",
+        "imap": {"host": "imap.example.org", "port": 993, "security": "ssl"},
+        "smtp": {"host": "smtp.example.org", "port": 587, "security": "starttls", "auth": True},
+    }
+    params.update(extra)
+    return params
+
+
+@dataclass
+class CtlResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_ctl(
+    socket_path: Path | None, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> CtlResult:
+    """Run the installed ``bimmailctl`` command, as a user's shell would."""
+    argv = [str(BIN_DIR / "bimmailctl")]
+    if socket_path is not None:
+        argv += ["--socket", str(socket_path)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else b""), 30)
+    assert proc.returncode is not None
+    return CtlResult(proc.returncode, out.decode(), err.decode())

@@ -1,0 +1,87 @@
+"""Parameter validation: every shape error names its field; secrets are never echoed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bimmaild.protocol.errors import InvalidParams
+from bimmaild.protocol.methods import METHODS_BY_NAME
+from bimmaild.protocol.schema import Param, validate
+
+ADD = METHODS_BY_NAME["account.add"].params
+
+
+def _add_params(**extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "name": "Work",
+        "email": "me@example.org",
+        "password": "pw",
+        "imap": {"host": "imap.example.org"},
+        "smtp": {"host": "smtp.example.org"},
+    }
+    params.update(extra)
+    return params
+
+
+def test_defaults_filled_for_add() -> None:
+    out = validate(_add_params(), ADD)
+    assert out["imap"]["security"] == "ssl"
+    assert out["smtp"] == {"host": "smtp.example.org", "security": "starttls", "auth": True}
+    assert out["trash_folder"] == "BIMoffice"
+    assert out["separator"] == ","
+    assert out["auto_fetch"] is True
+    assert out["enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"email": "me@example.org"}, "name"),
+        (_add_params(imap={"port": 993}), "imap.host"),
+        (_add_params(imap={"host": "h", "port": "993"}), "imap.port"),
+        (_add_params(imap={"host": "h", "port": 0}), "imap.port"),
+        (_add_params(imap={"host": "h", "port": 65536}), "imap.port"),
+        (_add_params(imap={"host": "h", "port": True}), "imap.port"),
+        (_add_params(smtp={"host": "h", "security": "tls"}), "smtp.security"),
+        (_add_params(smtp={"host": "h", "auth": 1}), "smtp.auth"),
+        (_add_params(separator="|"), "separator"),
+        (_add_params(auto_fetch="yes"), "auto_fetch"),
+        (_add_params(name=None), "name"),
+        (_add_params(name="x" * 101), "name"),
+        (_add_params(imap="imap.example.org"), "imap"),
+        (_add_params(colour="blue"), "colour"),
+        (_add_params(imap={"host": "h", "prot": 1}), "imap.prot"),
+        (_add_params(name="a\x00b"), "name"),
+    ],
+)
+def test_shape_errors_name_the_field(params: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidParams) as err:
+        validate(params, ADD)
+    assert err.value.field == field
+    assert field in err.value.message
+
+
+def test_secret_values_are_never_echoed() -> None:
+    spec = (Param("password", "str", "", choices=("a",), secret=True),)
+    with pytest.raises(InvalidParams) as err:
+        validate({"password": "hunter2-secret"}, spec)
+    assert "hunter2" not in str(err.value.to_wire())
+
+
+def test_list_items_are_checked_with_index() -> None:
+    spec = METHODS_BY_NAME["subscribe"].params
+    with pytest.raises(InvalidParams) as err:
+        validate({"topics": ["account.changed", 5]}, spec)
+    assert err.value.field == "topics[1]"
+
+
+def test_params_must_be_a_map() -> None:
+    with pytest.raises(InvalidParams):
+        validate(["a"], ADD)
+
+
+def test_modify_has_no_defaults() -> None:
+    out = validate({"account": "Work", "smtp": {"port": 465}}, METHODS_BY_NAME["account.modify"].params)
+    assert out == {"account": "Work", "smtp": {"port": 465}}
