@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import asyncio
 
     from bimmailctl.client import ConnectionLost, DaemonNotRunning
-    from bimmaild.protocol.errors import BimmailError
+    from bimmaild.protocol.errors import BimmailError, ErrorCode
 
     try:
         return asyncio.run(_run(args))
@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BimmailError as exc:
         wire = exc.to_wire()
         hint = f" (field {exc.field})" if exc.field else ""
+        if wire["code"] == ErrorCode.CONFIRMATION_REQUIRED:
+            hint = " (pass --yes to confirm)"
         return _fail(args, render.exit_code_for(wire["code"]), f"{exc.message}{hint}", wire)
     except KeyboardInterrupt:
         return 130

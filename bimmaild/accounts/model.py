@@ -200,7 +200,12 @@ def check_passwords(settings: Mapping[str, Any], given: Mapping[str, str], have:
     required = required_slots(settings)
     for slot, value in given.items():
         if slot not in required:
-            why = "separate_auth is off" if slot != "password" else "separate_auth is on"
+            if slot == "password":
+                why = "separate_auth is on (give imap.password / smtp.password)"
+            elif settings["separate_auth"]:
+                why = "smtp.auth is off"
+            else:
+                why = "separate_auth is off (give password)"
             raise InvalidParams(f"{field_of(slot)} is not used when {why}", field=field_of(slot))
         validation.password(value, field_of(slot))
     for slot in required:
