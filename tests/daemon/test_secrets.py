@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bimmailctl.client import Client
 from bimmaild.accounts.secrets import FileSecrets, KeyringSecrets, Secret, choose_backend
 from bimmaild.protocol.errors import InvalidParams, SecretsUnavailable
-from bimmailctl.client import Client
 from tests.helpers import RunningDaemon, account_params
 
 PASSWORDS = ("Shared-Pw-7f3a", "Imap-Only-Pw-91c2", "Smtp-Only-Pw-44d0", "New-Shared-Pw-0b9e")
