@@ -1,8 +1,8 @@
 #!/bin/sh
 # Debian packages the test suite needs, installed when missing (root only).
-# Nothing is needed yet beyond Python; the list grows with the test servers.
+# dovecot: the real IMAP server the tests start (tests/servers/dovecot.py).
 set -eu
-PACKAGES=""
+PACKAGES="dovecot-core dovecot-imapd"
 missing=""
 for pkg in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

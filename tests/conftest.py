@@ -18,6 +18,7 @@ import pytest
 
 from bimmailctl.client import Client
 from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
+from tests.servers.dovecot import Dovecot, ImapUser
 
 
 @pytest.fixture
@@ -40,3 +41,16 @@ async def daemon(short_dir: Path, tmp_path: Path) -> AsyncIterator[RunningDaemon
 async def client(daemon: RunningDaemon) -> AsyncIterator[Client]:
     async with await Client.connect(daemon.socket_path, client_name="pytest") as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One real Dovecot for the whole session; tests isolate themselves by user (imap_user)."""
+    with Dovecot.running() as server:
+        yield server
+
+
+@pytest.fixture
+def imap_user(dovecot: Dovecot) -> ImapUser:
+    """A fresh IMAP user with an empty mailbox (INBOX, Sent, Drafts, Junk, Trash, Archive)."""
+    return dovecot.add_user()
