@@ -24,9 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bimmaild import __version__, systemd
+from bimmaild.accounts.providers import load_default as load_providers
 from bimmaild.accounts.secrets import choose_backend, open_backend
 from bimmaild.accounts.service import AccountService
 from bimmaild.control.handlers.accounts import AccountHandlers
+from bimmaild.control.handlers.providers import ProviderHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
 from bimmaild.control.server import ControlServer, StartupError, ensure_private_dir
@@ -102,13 +104,15 @@ class Daemon:
         backend_name, store_id = self._secret_settings(db)
         secrets = open_backend(backend_name, data_dir, store_id)
         events = EventBus()
-        accounts = AccountService(db, secrets, data_dir / "mail", events)
+        providers = load_providers()
+        accounts = AccountService(db, secrets, data_dir / "mail", events, providers)
         await accounts.sweep()
 
         router = Router()
         info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC))
         SystemHandlers(info, accounts, router).register(router)
         AccountHandlers(accounts).register(router)
+        ProviderHandlers(providers).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:
             raise RuntimeError(f"declared methods without handler: {sorted(missing)}")

@@ -55,8 +55,9 @@ async def stop_daemon(running: RunningDaemon) -> None:
 
 
 def account_params(name: str = "Work", email: str = "me@example.org", **extra: Any) -> dict[str, Any]:
-    """Valid account.add params; ``extra`` overrides or adds keys."""
+    """Valid account.add params for servers that do not exist (so: no connection test)."""
     params: dict[str, Any] = {
+        "test": False,
         "name": name,
         "email": email,
         "password": "s3cret-Work-pw",

@@ -217,6 +217,7 @@ async def cmd_show(client: Client, args: argparse.Namespace) -> int:
 
 async def cmd_add(client: Client, args: argparse.Namespace) -> int:
     params = _settings(args, for_add=True)
+    params["test"] = not args.no_test
     smtp_auth = args.smtp_auth is not False
     _passwords(args, params, separate=bool(args.separate_auth), smtp_auth=smtp_auth, prompt=True)
     return _show_result(args, await client.call("account.add", params), "added")

@@ -35,6 +35,7 @@ SETTING_COLUMNS = (
     "separator",
     "auto_fetch",
     "enabled",
+    "provider",
 )
 SLOTS = ("password", "imap_password", "smtp_password")
 
@@ -84,6 +85,7 @@ class Account:
     separator: str
     auto_fetch: bool
     enabled: bool
+    provider: str | None
     primary: bool
     created_at: str
     updated_at: str
@@ -139,6 +141,7 @@ class Account:
             "separator": self.separator,
             "auto_fetch": self.auto_fetch,
             "enabled": self.enabled,
+            "provider": self.provider,
             "primary": self.primary,
             "created_at": self.created_at,
             "updated_at": self.updated_at,

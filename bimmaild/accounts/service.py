@@ -24,11 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bimmaild.accounts import model
+from bimmaild.accounts import connection_test, model, presets, validation
 from bimmaild.accounts.model import Account
+from bimmaild.accounts.providers import Provider, ProviderDatabase
 from bimmaild.accounts.secrets import Secret, SecretBackend, account_key
+from bimmaild.conntest import runner as conntest
+from bimmaild.conntest.report import Report
 from bimmaild.events import EventBus
-from bimmaild.protocol.errors import ConfirmationRequired, Conflict, NotFound, SecretsUnavailable
+from bimmaild.protocol.errors import ConfirmationRequired, Conflict, InvalidParams, NotFound, SecretsUnavailable
 from bimmaild.store import accounts as q
 from bimmaild.store.db import Database
 
@@ -40,11 +43,21 @@ def _now() -> str:
 
 
 class AccountService:
-    def __init__(self, db: Database, secrets: SecretBackend, mail_root: Path, events: EventBus) -> None:
+    def __init__(
+        self,
+        db: Database,
+        secrets: SecretBackend,
+        mail_root: Path,
+        events: EventBus,
+        providers: ProviderDatabase,
+        limits: conntest.Limits | None = None,
+    ) -> None:
         self.db = db
         self.secrets = secrets
         self.mail_root = mail_root
         self.events = events
+        self.providers = providers
+        self.limits = limits or conntest.Limits()
         self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------
@@ -77,17 +90,22 @@ class AccountService:
 
     # -- changing ----------------------------------------------------------
 
-    async def add(self, params: Mapping[str, Any]) -> tuple[Account, list[str]]:
+    async def add(self, params: Mapping[str, Any]) -> tuple[Account, list[str], Report | None]:
+        """Validate, fill from the preset, test the connection (unless told not to), save."""
         flat, passwords = model.split_params(params)
         make_primary = bool(flat.pop("primary"))
-        notes: list[str] = []
-        for kind in ("imap", "smtp"):
-            if flat.get(f"{kind}_port") is None:
-                flat[f"{kind}_port"] = model.default_port(kind, flat[f"{kind}_security"])
-        settings = model.normalize({c: flat.get(c) for c in model.SETTING_COLUMNS})
+        run_test = bool(flat.pop("test", False))
+        settings, provider, notes = self._new_settings(flat)
         model.check_passwords(settings, passwords, have=set())
+        self._check_name_free(settings["name"], None)  # before a test that takes seconds
         if settings["login"] is None and not settings["separate_auth"]:
             notes.append(f"login is the address {settings['email']}")
+        report = None
+        if run_test:
+            secrets = {slot: Secret(value) for slot, value in passwords.items()}
+            report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
+            if not report.ok:
+                raise connection_test.failure_error(report)
         async with self._lock:
             self._check_name_free(settings["name"], None)
             secret_ref = uuid.uuid4().hex
@@ -107,7 +125,39 @@ class AccountService:
         account = self.find(account_id)
         log.info("account %d %r added", account.id, account.name)
         await self._changed("added", account)
-        return account, notes
+        return account, notes, report
+
+    async def test(self, ref: str | int | None, params: Mapping[str, Any]) -> tuple[Report, list[str]]:
+        """Test a saved account (``params`` override its settings) or unsaved settings (R-A3)."""
+        flat, passwords = model.split_params(params)
+        flat.pop("primary", None)
+        secrets: dict[str, Secret | None] = {slot: Secret(value) for slot, value in passwords.items()}
+        if ref is None:
+            settings, provider, notes = self._new_settings(flat)
+        else:
+            account = self.find(ref)
+            notes = self._follow_security(account, flat)
+            settings = {**account.settings(), **model.normalize(flat)}
+            provider = self.providers.by_id(settings["provider"]) if settings["provider"] else None
+            for slot in model.SLOTS:
+                if slot not in secrets:
+                    secrets[slot] = await self.secrets.get(account_key(account.secret_ref, slot))
+        report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
+        return report, notes
+
+    def _new_settings(self, flat: dict[str, Any]) -> tuple[dict[str, Any], Provider | None, list[str]]:
+        """Settings of an account being created: checked, completed from the preset and defaults."""
+        if not flat.get("email"):
+            raise InvalidParams("missing required parameter 'email'", field="email")
+        flat["email"] = validation.email_address(flat["email"])
+        provider = presets.choose(self.providers, flat.get("provider"), flat["email"])
+        notes = presets.fill(flat, provider)
+        flat["provider"] = provider.id if provider else None
+        for key in ("login", "imap_login", "smtp_login", "tls_ca_file"):
+            flat.setdefault(key, None)
+        flat.setdefault("separate_auth", False)
+        settings = model.normalize(flat)
+        return {c: settings.get(c) for c in model.SETTING_COLUMNS}, provider, notes
 
     async def modify(self, ref: str | int, params: Mapping[str, Any]) -> tuple[Account, list[str]]:
         async with self._lock:

@@ -12,6 +12,7 @@ rule ever has to be broken.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,26 +61,21 @@ def _d(for_add: bool, value: object) -> dict[str, Any]:
 def _server_fields(kind: str, *, for_add: bool) -> tuple[Param, ...]:
     what = kind.upper()
     default_ports = "993 for ssl, 143 otherwise" if kind == "imap" else "465 for ssl, 587 for starttls, 25 for none"
+    default_security = "ssl" if kind == "imap" else "starttls"
+    preset = " (add: from the provider preset when absent)" if for_add else ""
     fields = [
-        Param("host", "str", f"{what} server host name or IP address.", required=for_add, max_len=253),
-        Param("port", "int", f"{what} port; when absent: {default_ports}.", min=1, max=65535),
+        Param("host", "str", f"{what} server host name or IP address{preset}.", max_len=253),
+        Param("port", "int", f"{what} port{preset}; else by security: {default_ports}.", min=1, max=65535),
         Param(
             "security",
             "str",
-            "ssl (implicit TLS), starttls (upgrade required, never downgraded) or none (clear text).",
+            "ssl (implicit TLS), starttls (upgrade required, never downgraded) or none (clear text)"
+            f"{preset}; else {default_security}.",
             choices=SECURITY_CHOICES,
-            **_d(for_add, "ssl" if kind == "imap" else "starttls"),
         ),
     ]
     if kind == "smtp":
-        fields.append(
-            Param(
-                "auth",
-                "bool",
-                "The SMTP server requires authentication.",
-                **_d(for_add, True),
-            )
-        )
+        fields.append(Param("auth", "bool", f"The SMTP server requires authentication{preset}; else true."))
     fields += [
         Param(
             "login",
@@ -107,8 +103,16 @@ def account_fields(*, for_add: bool) -> tuple[Param, ...]:
         ),
         Param("password", "str", "Password for IMAP and SMTP (when separate_auth is off).", secret=True, max_len=1024),
         Param("separate_auth", "bool", "Separate IMAP and SMTP logins and passwords (R-A2).", **_d(for_add, False)),
-        Param("imap", "map", "IMAP server.", required=for_add, fields=_server_fields("imap", for_add=for_add)),
-        Param("smtp", "map", "SMTP server.", required=for_add, fields=_server_fields("smtp", for_add=for_add)),
+        Param("imap", "map", "IMAP server.", fields=_server_fields("imap", for_add=for_add)),
+        Param("smtp", "map", "SMTP server.", fields=_server_fields("smtp", for_add=for_add)),
+        Param(
+            "provider",
+            "str",
+            "Provider preset id (provider.list) whose settings fill what is not given; "
+            "default: the preset of the address's domain, if any (R-B2).",
+            nullable=True,
+            max_len=64,
+        ),
         Param(
             "tls_ca_file",
             "str",
@@ -129,6 +133,13 @@ def account_fields(*, for_add: bool) -> tuple[Param, ...]:
         ),
     )
 
+
+TEST_RESULT = (
+    "{ok, fields: [offending field], notes: [str], imap: server report, smtp: server report}; a server report "
+    "is {ok, host, port, security, steps: [{step, ok, message, fields, hint, server_reply, details, "
+    "duration_ms}], failed_step, fields, alternatives: [{port, security, auth, ok, message}], suggestion}. "
+    "Steps: dns, connect, tls, certificate, capabilities, login, then folders (IMAP) or sender (SMTP)."
+)
 
 ACCOUNT_RESULT = (
     "account object: {id, name, email, login, separate_auth, imap: {host, port, security, login, "
@@ -169,10 +180,31 @@ METHODS: tuple[Method, ...] = (
     Method("account.show", "One account.", (ACCOUNT_REF,), ACCOUNT_RESULT, _ACCOUNT_ERRORS),
     Method(
         "account.add",
-        "Create an account.  The first account becomes primary.",
-        account_fields(for_add=True),
-        "{account: account object, notes: [str]}",
-        (E.INVALID_PARAMS, E.CONFLICT, E.SECRETS_UNAVAILABLE),
+        "Create an account, after a connection test unless test is false; "
+        "a failed test refuses the add (data.report holds the report).  The first account becomes primary.",
+        (
+            *account_fields(for_add=True),
+            Param("test", "bool", "Test the connection first and refuse to save when it fails (R-A3).", default=True),
+        ),
+        "{account: account object, notes: [str], test: report or nil}",
+        (
+            E.INVALID_PARAMS,
+            E.CONFLICT,
+            E.SECRETS_UNAVAILABLE,
+            E.SERVER_UNREACHABLE,
+            E.TLS_FAILURE,
+            E.AUTH_FAILED,
+            E.SERVER_ERROR,
+        ),
+    ),
+    Method(
+        "account.test",
+        "Test IMAP and SMTP step by step (R-A3): a saved account (account), optionally with some "
+        "settings overridden, or unsaved settings (no account: the params of account.add).  "
+        "A failing test is a result with ok false, not an error.",
+        (dataclasses.replace(ACCOUNT_REF, required=False), *account_fields(for_add=False)),
+        TEST_RESULT,
+        (E.INVALID_PARAMS, E.NOT_FOUND),
     ),
     Method(
         "account.modify",
@@ -201,6 +233,28 @@ METHODS: tuple[Method, ...] = (
     ),
     Method(
         "account.enable", "Enable the account (R-L1).", (ACCOUNT_REF,), "{account: account object}", _ACCOUNT_ERRORS
+    ),
+    Method(
+        "provider.list",
+        "The provider presets shipped with the daemon (R-B2).",
+        (),
+        "[provider object: {id, name, domains, imap: {host, port, security}, smtp: {host, port, security, auth}, "
+        "login: address|local_part, auth: [password|app_password|oauth2], stores_sent_copy, hints, source, "
+        "last_checked, verified, caveat}]",
+    ),
+    Method(
+        "provider.show",
+        "One provider preset.",
+        (Param("provider", "str", "Preset id.", required=True, max_len=64),),
+        "provider object",
+        (E.NOT_FOUND,),
+    ),
+    Method(
+        "provider.lookup",
+        "The preset that serves an address's domain, if any (front-ends fill their dialog with it).",
+        (Param("email", "str", "E-mail address.", required=True, max_len=320),),
+        "{provider: provider object or nil}",
+        (E.INVALID_PARAMS,),
     ),
     Method(
         "account.disable",

@@ -45,4 +45,8 @@ MIGRATIONS: tuple[str, ...] = (
     -- At most one primary account (R-E2), enforced by the store itself.
     CREATE UNIQUE INDEX accounts_one_primary ON accounts (is_primary) WHERE is_primary = 1;
     """,
+    # 2: the provider preset an account was set up from (hints, Sent-copy behaviour, OAuth2).
+    """
+    ALTER TABLE accounts ADD COLUMN provider TEXT;
+    """,
 )

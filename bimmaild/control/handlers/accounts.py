@@ -16,6 +16,7 @@ class AccountHandlers:
         router.register("account.list", self.list)
         router.register("account.show", self.show)
         router.register("account.add", self.add)
+        router.register("account.test", self.test)
         router.register("account.modify", self.modify)
         router.register("account.delete", self.delete)
         router.register("account.primary", self.primary)
@@ -29,8 +30,16 @@ class AccountHandlers:
         return await self.service.public(self.service.find(params["account"]))
 
     async def add(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account, notes = await self.service.add(params)
-        return {"account": await self.service.public(account), "notes": notes}
+        account, notes, report = await self.service.add(params)
+        return {
+            "account": await self.service.public(account),
+            "notes": notes,
+            "test": report.to_public() if report else None,
+        }
+
+    async def test(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        report, notes = await self.service.test(params.pop("account", None), params)
+        return {**report.to_public(), "notes": notes}
 
     async def modify(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         ref = params.pop("account")

@@ -1,0 +1,1 @@
+"""IMAP: the adapter over aioimaplib (``connection``), and later the parsers and sync logic built on it."""

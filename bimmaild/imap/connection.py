@@ -1,0 +1,301 @@
+"""The one module that owns aioimaplib (pinned ==2.0.3; see DESIGN.md §6).
+
+aioimaplib gives us the command/response machinery; this adapter adds what a
+mail daemon needs and the library lacks, by subclassing its protocol:
+
+* a staged connection: TCP, then TLS (implicit, or STARTTLS after the
+  greeting, refusing to go on if STARTTLS is not offered: never a downgrade),
+  so a caller can tell which stage failed;
+* AUTHENTICATE PLAIN with SASL-IR (UTF-8 passwords), LOGIN with the user
+  quoted too, and an answer to a SASL error challenge (aioimaplib leaves it
+  unanswered and the command hangs);
+* a timeout around every call, and on connection loss every pending command
+  fails at once instead of hanging forever (aioimaplib does not fail them).
+
+Callers see only the exceptions of this module and ``ssl``/``OSError`` from
+the TLS and TCP stages.  Any failure means "this connection is dead": close
+it, reconnect, resume from stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aioimaplib import aioimaplib as lib
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class ImapError(Exception):
+    """Base of this module's errors."""
+
+
+class ImapTimeout(ImapError):
+    """The server did not answer in time (``stage`` says which)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"no answer from the server during {stage}")
+        self.stage = stage
+
+
+class ImapConnectionLost(ImapError):
+    """The server closed the connection (or it broke) while we waited."""
+
+
+class ImapProtocolError(ImapError):
+    """The server sent something that is not IMAP (wrong port or protocol)."""
+
+
+class StartTlsUnavailable(ImapError):
+    """STARTTLS was required but the server does not offer it."""
+
+
+class LoginDisabled(ImapError):
+    """The server refuses clear-text login on this connection (LOGINDISABLED)."""
+
+
+class CommandFailed(ImapError):
+    """A command was answered NO or BAD; ``text`` is the server's own reply."""
+
+    def __init__(self, command: str, result: str, text: str) -> None:
+        super().__init__(f"{command} failed: {result} {text}")
+        self.command = command
+        self.result = result
+        self.text = text
+
+
+class AuthenticationFailed(CommandFailed):
+    """Login refused by the server."""
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    version: str | None
+    cipher: str | None
+    peer_certificate: bytes | None  # DER
+
+
+class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped library
+    """aioimaplib's protocol with the fixes listed in the module docstring."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.lost = asyncio.Event()
+        self.lost_reason: BaseException | None = None
+        self.greeted = asyncio.Event()
+        self.greeting_line: bytes = b""
+
+    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
+        if self.state == lib.CONNECTED and line and not self.greeted.is_set():
+            self.greeting_line = bytes(line)
+            self.greeted.set()
+            if not self.greeting_line.startswith((b"* OK", b"* PREAUTH")):
+                return None  # not IMAP, or BYE: wait_greeting reports it
+        return super()._handle_line(line, current_cmd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_reason = exc or ImapConnectionLost("the server closed the connection")
+        self.lost.set()
+        error = ImapConnectionLost(f"connection lost: {self.lost_reason}")
+        pending = [self.pending_sync_command, *self.pending_async_commands.values()]
+        for command in pending:
+            if command is not None and not command._event.is_set():
+                command._exception = error
+                command.close(b"connection lost", "KO")
+        super().connection_lost(exc)
+
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            # A challenge after our initial response is an error report (XOAUTH2 sends
+            # JSON); the empty answer makes the server finish with a tagged NO.
+            assert self.transport is not None
+            self.transport.write(b"\r\n")
+            return
+        super()._continuation(line)
+
+
+def _text(response: lib.Response) -> str:
+    last = response.lines[-1] if response.lines else b""
+    return bytes(last).decode("utf-8", "replace")
+
+
+def quote(value: str) -> str:
+    """An IMAP quoted string (RFC 3501 §4.3); refuses CR/LF/NUL."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValueError("CR, LF and NUL cannot be sent in an IMAP quoted string")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapConnection:
+    """One IMAP connection, opened stage by stage; see the module docstring."""
+
+    def __init__(self, protocol: ImapProtocol, transport: asyncio.Transport, host: str, timeout: float) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.host = host
+        self.timeout = timeout
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, security: str, context: ssl.SSLContext | None, timeout: float = DEFAULT_TIMEOUT
+    ) -> ImapConnection:
+        """TCP, TLS as configured, greeting: ready to log in."""
+        conn = await cls.connect_tcp(host, port, timeout)
+        try:
+            if security == "ssl":
+                assert context is not None
+                await conn.start_tls(context)
+            await conn.wait_greeting()
+            if security == "starttls":
+                assert context is not None
+                await conn.starttls(context)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @classmethod
+    async def connect_tcp(cls, host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> ImapConnection:
+        loop = asyncio.get_running_loop()
+        protocol = ImapProtocol(loop)
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.create_connection(lambda: protocol, host, port)
+        except TimeoutError:
+            raise ImapTimeout("TCP connect") from None
+        return cls(protocol, transport, host, timeout)
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Wrap the connection in TLS now (implicit TLS, or after STARTTLS's OK)."""
+        loop = asyncio.get_running_loop()
+        # Bytes received before the handshake are plaintext: never let them count.
+        self.protocol.incomplete_line = b""
+        try:
+            async with asyncio.timeout(self.timeout):
+                tls = await loop.start_tls(self.transport, self.protocol, context, server_hostname=self.host)
+        except TimeoutError:
+            raise ImapTimeout("TLS handshake") from None
+        if tls is None:
+            raise ImapConnectionLost("the connection closed during the TLS handshake")
+        self.transport = tls
+        self.protocol.transport = tls
+
+    async def wait_greeting(self) -> None:
+        """The server's greeting, then its capabilities."""
+        greeted = asyncio.ensure_future(self.protocol.greeted.wait())
+        lost = asyncio.ensure_future(self.protocol.lost.wait())
+        try:
+            done, _ = await asyncio.wait({greeted, lost}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            greeted.cancel()
+            lost.cancel()
+        if greeted not in done:
+            if lost in done:
+                raise ImapConnectionLost(f"connection closed before the greeting: {self.protocol.lost_reason}")
+            raise ImapTimeout("greeting")
+        line = self.protocol.greeting_line
+        if line.startswith(b"* BYE"):
+            raise CommandFailed("greeting", "BYE", line[5:].decode("utf-8", "replace").strip())
+        if not line.startswith((b"* OK", b"* PREAUTH")):
+            raise ImapProtocolError(f"the server does not speak IMAP; it said {line[:80]!r}")
+        # aioimaplib's greeting handler asks for CAPABILITY; wait for it to finish.
+        await self._call("greeting", self.protocol.wait("AUTH|NONAUTH"))
+        if not self.protocol.capabilities:
+            await self._call("CAPABILITY", self.protocol.capability())
+
+    async def starttls(self, context: ssl.SSLContext) -> None:
+        if "STARTTLS" not in self.protocol.capabilities:
+            raise StartTlsUnavailable("the server does not offer STARTTLS")
+        response = await self._execute("STARTTLS")
+        if response.result != "OK":
+            raise CommandFailed("STARTTLS", response.result, _text(response))
+        await self.start_tls(context)
+        # RFC 3501 §6.2.1: capabilities learnt before TLS must be discarded.
+        self.protocol.capabilities = set()
+        await self._call("CAPABILITY", self.protocol.capability())
+
+    # -- commands ------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(c.upper() for c in self.protocol.capabilities)
+
+    @property
+    def tls_info(self) -> TlsInfo | None:
+        obj = self.transport.get_extra_info("ssl_object")
+        if not isinstance(obj, ssl.SSLObject):
+            return None
+        cipher = obj.cipher()
+        return TlsInfo(obj.version(), cipher[0] if cipher else None, obj.getpeercert(binary_form=True))
+
+    @property
+    def auth_mechanisms(self) -> list[str]:
+        return sorted(c[5:] for c in self.capabilities if c.startswith("AUTH="))
+
+    async def login(self, user: str, password: str) -> None:
+        """AUTHENTICATE PLAIN when offered with SASL-IR (UTF-8 safe), else LOGIN."""
+        caps = self.capabilities
+        if "AUTH=PLAIN" in caps and "SASL-IR" in caps:
+            raw = b"\0" + user.encode() + b"\0" + password.encode()
+            ir = base64.b64encode(raw).decode("ascii")
+            response = await self._execute("AUTHENTICATE", "PLAIN", ir, scrub=ir)
+        elif "LOGINDISABLED" in caps:
+            raise LoginDisabled("the server refuses clear-text login on this connection")
+        else:
+            response = await self._execute("LOGIN", quote(user), quote(password), scrub=quote(password))
+        if response.result != "OK":
+            raise AuthenticationFailed("LOGIN", response.result, _text(response))
+        async with self.protocol.state_condition:
+            self.protocol.state = lib.AUTH
+            self.protocol.state_condition.notify_all()
+        self.protocol.capabilities = set()
+        await self._call("CAPABILITY", self.protocol.capability())
+
+    async def list_folders(self) -> list[bytes]:
+        """Raw LIST lines (without the final status line)."""
+        response = await self._call("LIST", self.protocol.simple_command("LIST", '""', '"*"'))
+        if response.result != "OK":
+            raise CommandFailed("LIST", response.result, _text(response))
+        return [bytes(line) for line in response.lines[:-1]]
+
+    async def logout(self) -> None:
+        """LOGOUT, then close; errors are irrelevant by then."""
+        try:
+            if not self.protocol.lost.is_set():
+                await asyncio.wait_for(self.protocol.logout(), min(self.timeout, 5.0))
+        except (ImapError, lib.AioImapException, TimeoutError, OSError):
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    async def _execute(self, name: str, *args: str, scrub: str | None = None) -> lib.Response:
+        command = lib.Command(name, self.protocol.new_tag(), *args, loop=self.protocol.loop)
+        response: lib.Response = await self._call(name, self.protocol.execute(command, scrub=scrub))
+        return response
+
+    async def _call(self, what: str, awaitable: Any) -> Any:
+        if self.protocol.lost.is_set():
+            awaitable.close()
+            raise ImapConnectionLost(f"connection lost before {what}: {self.protocol.lost_reason}")
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await awaitable
+        except TimeoutError:
+            raise ImapTimeout(what) from None
+        except lib.CommandTimeout:
+            raise ImapTimeout(what) from None
+        except lib.Error as exc:
+            raise ImapProtocolError(str(exc)) from None

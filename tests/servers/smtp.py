@@ -1,0 +1,339 @@
+"""A real SMTP server for the tests, running in the test's own event loop.
+
+bimmaild's connection tests and its sending must be proven against a server that
+speaks real SMTP over real sockets and real TLS — the bytes a provider would see —
+yet stays deterministic and fast.  aiosmtpd supplies the protocol; this module
+adds what tests need to steer it at run time, from the test itself:
+
+- three listeners on 127.0.0.1, each on a free port: ``ssl`` (implicit TLS, like
+  465), ``starttls`` (clear text that must be upgraded before AUTH or MAIL, like
+  587) and ``plain`` (clear text, no STARTTLS offered: for ``security = none``
+  accounts and for "STARTTLS expected but not offered");
+- AUTH PLAIN and LOGIN against ``users``; ``auth_required``, ``refuse`` (per
+  recipient) and ``refuse_data`` switch the server's answers between two sends;
+- a record of every accepted message (``deliveries``) and of every AUTH attempt,
+  plus ``wait_for_deliveries`` so that tests await instead of sleeping;
+- ways to misbehave: drop every client, stop a listener, start it again.
+
+Why not aiosmtpd's ``Controller``: it runs the server in a thread with its own
+loop, while the daemon under test and the test itself share pytest-asyncio's
+loop; one loop keeps the test deterministic and lets it touch the server's state
+without locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.message
+import email.policy
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
+
+from tests.servers.tls import TlsMaterial
+
+PortKind = Literal["ssl", "starttls", "plain"]
+PORT_KINDS: tuple[PortKind, ...] = ("ssl", "starttls", "plain")
+
+HOST = "127.0.0.1"
+AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    """One message the server accepted (answered 250 to the final dot)."""
+
+    mail_from: str
+    rcpt_tos: list[str]  # only the recipients the server accepted
+    data: bytes  # the message exactly as transmitted, dot-stuffing undone, CRLF line ends
+    auth_login: str | None  # the login that authenticated the session, None without AUTH
+    port_kind: PortKind
+
+    @property
+    def message(self) -> email.message.EmailMessage:
+        parsed = email.message_from_bytes(self.data, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        return parsed
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """One AUTH command that reached the credential check (the password is not kept)."""
+
+    login: str
+    mechanism: str  # "PLAIN" or "LOGIN"
+    success: bool
+    port_kind: PortKind
+
+
+@dataclass(eq=False)  # kept in a set: identity, not value
+class _Connection:
+    kind: PortKind
+    transport: asyncio.BaseTransport  # the outermost transport: aborting it drops the client at once
+    task: asyncio.Task[None] | None  # aiosmtpd's per-connection command loop
+
+
+class _Session(Session):
+    """aiosmtpd's Session, minus a log warning that aiosmtpd itself provokes.
+
+    smtp_AUTH sets the deprecated ``login_data`` on every successful AUTH, and
+    the setter logs "Session.login_data is deprecated" each time: noise in the
+    captured log of every failing test.
+    """
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class _Protocol(SMTP):
+    """aiosmtpd's SMTP protocol, reporting its connections to the server that owns it.
+
+    aiosmtpd calls ``connection_made`` a second time after STARTTLS (with the TLS
+    transport); only the first call is a new client.
+    """
+
+    def __init__(self, owner: SmtpServer, kind: PortKind, handler: _Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._owner = owner
+        self._kind = kind
+        self._record: _Connection | None = None
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._record is None:
+            self._record = _Connection(self._kind, transport, self._handler_coroutine)
+            self._owner._connections.add(self._record)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._record is not None:
+            self._owner._connections.discard(self._record)
+        super().connection_lost(error)
+
+
+class _Handler:
+    """aiosmtpd hooks for one listener; every decision reads the server's current settings.
+
+    When a ``handle_MAIL`` / ``handle_RCPT`` hook exists aiosmtpd no longer fills
+    the envelope itself: the hook must record the sender and the recipients.
+    """
+
+    def __init__(self, owner: SmtpServer, kind: PortKind) -> None:
+        self._owner = owner
+        self._kind = kind
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", errors="replace")
+        password = auth_data.password.decode("utf-8", errors="replace")
+        expected = self._owner.users.get(login)
+        success = expected is not None and password == expected
+        self._owner.auth_attempts.append(AuthAttempt(login, mechanism, success, self._kind))
+        # handled=False: aiosmtpd answers 535 itself on failure, 235 on success.
+        # auth_data becomes session.auth_data, where handle_DATA finds the login.
+        return AuthResult(success=success, handled=False, auth_data=login if success else None)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self._owner.auth_required and not session.authenticated:
+            return AUTH_REQUIRED_REPLY
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self._owner.refuse.get(address)
+        if refusal is not None:
+            code, text = refusal
+            return f"{code} {text}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._owner.refuse_data is not None:
+            code, text = self._owner.refuse_data
+            return f"{code} {text}"
+        assert envelope.mail_from is not None and envelope.original_content is not None
+        login = session.auth_data if session.authenticated else None
+        delivery = Delivery(
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content,
+            auth_login=login if isinstance(login, str) else None,
+            port_kind=self._kind,
+        )
+        async with self._owner._delivered:
+            self._owner.deliveries.append(delivery)
+            self._owner._delivered.notify_all()
+        return "250 2.0.0 OK: queued"
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Keep expected TLS failures quiet; record anything else, which is a bug here.
+
+        Without this hook aiosmtpd logs every failed STARTTLS handshake (an
+        untrusted client, on purpose in tests) as an ERROR with a traceback.
+        """
+        if isinstance(error, TLSSetupException):
+            log.info("STARTTLS handshake failed on %s: %r", self._kind, error.__cause__)
+        else:
+            log.error("SMTP handler error on %s", self._kind, exc_info=error)
+            self._owner.errors.append(error)
+        # aiosmtpd closes the connection itself after a TLSSetupException; this reply is then not sent.
+        return f"500 Error: ({type(error).__name__}) {error}"
+
+
+class SmtpServer:
+    """Three SMTP listeners on 127.0.0.1 sharing one set of users, switches and records.
+
+    Start it with ``async with SmtpServer.start(tls) as smtp:``; connect to
+    ``smtp.host`` on ``smtp.ports[kind]``.  Every attribute below may be changed by
+    the test at any time; the next command sees the new value.
+    """
+
+    def __init__(self, tls: TlsMaterial, *, users: Mapping[str, str] | None = None, auth_required: bool = True) -> None:
+        self.tls = tls
+        self.host = HOST
+        self.hostname = "smtp.test"  # greeting and EHLO name; given, so aiosmtpd skips socket.getfqdn()
+        self.ports: dict[PortKind, int] = {}
+        self.users: dict[str, str] = dict(users or {})
+        self.auth_required = auth_required
+        # recipient address (as the client wrote it inside <>) -> (code, text) answered to its RCPT TO
+        self.refuse: dict[str, tuple[int, str]] = {}
+        self.refuse_data: tuple[int, str] | None = None  # answer to the final dot instead of accepting
+        self.deliveries: list[Delivery] = []
+        self.auth_attempts: list[AuthAttempt] = []
+        self.errors: list[Exception] = []  # exceptions raised while handling a command: bugs of this module
+        self._server_context = tls.server_context()
+        self._listeners: dict[PortKind, asyncio.Server] = {}
+        self._connections: set[_Connection] = set()
+        self._delivered = asyncio.Condition()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def start(
+        cls, tls: TlsMaterial, *, users: Mapping[str, str] | None = None, auth_required: bool = True
+    ) -> AsyncIterator[SmtpServer]:
+        server = cls(tls, users=users, auth_required=auth_required)
+        try:
+            for kind in PORT_KINDS:
+                await server.start_listener(kind)
+            yield server
+        finally:
+            await server.aclose()
+
+    @property
+    def connection_count(self) -> int:
+        """Clients connected right now (past the TLS handshake on the ``ssl`` listener)."""
+        return len(self._connections)
+
+    async def wait_for_deliveries(self, count: int, timeout: float = 5) -> list[Delivery]:
+        """Wait until at least ``count`` messages were accepted; return all of them."""
+        async with self._delivered:
+            try:
+                await asyncio.wait_for(self._delivered.wait_for(lambda: len(self.deliveries) >= count), timeout)
+            except TimeoutError:
+                raise AssertionError(
+                    f"expected {count} deliveries within {timeout} s, got {len(self.deliveries)}"
+                ) from None
+        return list(self.deliveries)
+
+    def close_all_connections(self) -> int:
+        """Drop every connected client at once (no reply, no TLS close_notify); return how many."""
+        dropped = list(self._connections)
+        for conn in dropped:
+            _abort(conn.transport)
+        return len(dropped)
+
+    async def stop_listener(self, kind: PortKind) -> None:
+        """Take one listener down: new connections are refused, its clients are dropped.
+
+        ``ports[kind]`` is kept, so ``start_listener(kind)`` brings it back on the same port.
+        """
+        listener = self._listeners.pop(kind, None)
+        if listener is None:
+            return
+        listener.close()
+        dropped = [conn for conn in self._connections if conn.kind == kind]
+        for conn in dropped:
+            _abort(conn.transport)
+        await _settle(dropped)
+        await listener.wait_closed()
+
+    async def start_listener(self, kind: PortKind) -> None:
+        """Open a listener: on a free port the first time, on its previous port afterwards."""
+        if kind in self._listeners:
+            return
+        loop = asyncio.get_running_loop()
+        handler = _Handler(self, kind)
+        options: dict[str, Any] = {
+            "hostname": self.hostname,
+            "authenticator": handler.authenticate,
+            # Always off: aiosmtpd's flag is fixed per connection and refuses even
+            # HELP/VRFY; handle_MAIL applies our run-time switch instead.  (It being
+            # on with auth_require_tls off would also raise a UserWarning.)
+            "auth_required": False,
+            "loop": loop,  # else aiosmtpd looks the loop up through asyncio.get_event_loop()
+        }
+        server_ssl: ssl.SSLContext | None = None
+        if kind == "ssl":
+            # The loop does the TLS: aiosmtpd cannot tell, so it must not insist on
+            # STARTTLS before AUTH (with auth_require_tls it would answer 538).
+            server_ssl = self._server_context
+            options.update(auth_require_tls=False)
+        elif kind == "starttls":
+            options.update(tls_context=self._server_context, require_starttls=True, auth_require_tls=True)
+        else:
+            options.update(auth_require_tls=False)
+        listener = await loop.create_server(
+            lambda: _Protocol(self, kind, handler, **options), HOST, self.ports.get(kind, 0), ssl=server_ssl
+        )
+        self._listeners[kind] = listener
+        self.ports[kind] = listener.sockets[0].getsockname()[1]
+
+    async def aclose(self) -> None:
+        for kind in list(self._listeners):
+            await self.stop_listener(kind)
+        leftovers = list(self._connections)
+        for conn in leftovers:
+            _abort(conn.transport)
+        await _settle(leftovers)
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+    else:
+        transport.close()
+
+
+async def _settle(connections: list[_Connection]) -> None:
+    """Let aborted connections run their connection_lost and aiosmtpd's command loops end."""
+    tasks = [conn.task for conn in connections if conn.task is not None]
+    if tasks:
+        await asyncio.wait(tasks, timeout=2)
+    await asyncio.sleep(0)
+
+
+__all__ = ["HOST", "PORT_KINDS", "AuthAttempt", "Delivery", "PortKind", "SmtpServer"]
