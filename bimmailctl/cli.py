@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, system
+from bimmailctl.commands import accounts, providers, system
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     system.add_parsers(sub)
     accounts.add_parsers(sub)
+    providers.add_parsers(sub)
     return parser
 
 
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, render.EXIT_FAILURE, str(exc))
     except BimmailError as exc:
         wire = exc.to_wire()
+        if not args.json and isinstance(exc.data.get("report"), dict):
+            render.connection_report(exc.data["report"], sys.stderr)
         hint = f" (field {exc.field})" if exc.field else ""
         if wire["code"] == ErrorCode.CONFIRMATION_REQUIRED:
             hint = " (pass --yes to confirm)"

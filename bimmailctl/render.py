@@ -126,3 +126,76 @@ def account_table(accounts: Sequence[dict[str, Any]], out: TextIO = sys.stdout) 
 def notes(lines: Sequence[str], out: TextIO = sys.stdout) -> None:
     for line in lines:
         out.write(f"note: {line}\n")
+
+
+def _alternative(alt: dict[str, Any]) -> str:
+    if alt.get("auth") is not None:
+        return f"with SMTP authentication {'on' if alt['auth'] else 'off'}"
+    return f"port {alt['port']} with {alt['security']}"
+
+
+def connection_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    """A connection test as a checklist: a line per step, fixes and hints under the failed one."""
+    for kind in ("imap", "smtp"):
+        server = report[kind]
+        verdict = "works" if server["ok"] else "FAILED"
+        out.write(f"{kind.upper()}  {server['host']}:{server['port']} {server['security']}  {verdict}\n")
+        for step in server["steps"]:
+            out.write(f"  {'✓' if step['ok'] else '✗'} {step['step']:<13} {step['message']}\n")
+            if step["ok"]:
+                continue
+            if step["fields"]:
+                out.write(f"      fix:    {', '.join(step['fields'])}\n")
+            if step["server_reply"]:
+                out.write(f"      server: {step['server_reply']}\n")
+            if step["hint"]:
+                out.write(f"      hint:   {step['hint']}\n")
+            cert = step["details"].get("certificate")
+            if cert:
+                out.write(f"      certificate: {cert.get('subject', '?')}, SHA-256 {cert.get('sha256')}\n")
+        for alt in server["alternatives"]:
+            out.write(f"      {'✓' if alt['ok'] else '✗'} tried {_alternative(alt)}: {alt['message']}\n")
+        if server["suggestion"]:
+            out.write(f"  → {server['suggestion']}\n")
+    if report["ok"]:
+        out.write("Result: both servers work with these settings.\n")
+    else:
+        out.write(f"Result: FAILED — settings to fix: {', '.join(report['fields']) or 'see above'}\n")
+
+
+def provider_table(providers: Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
+    table(
+        ("ID", "NAME", "DOMAINS", "IMAP", "SMTP", "VERIFIED"),
+        [
+            (
+                p["id"],
+                p["name"],
+                ", ".join(p["domains"][:3]) + (" …" if len(p["domains"]) > 3 else ""),
+                f"{p['imap']['host']}:{p['imap']['port']} {p['imap']['security']}",
+                f"{p['smtp']['host']}:{p['smtp']['port']} {p['smtp']['security']}",
+                yes_no(p["verified"]),
+            )
+            for p in providers
+        ],
+        out,
+    )
+
+
+def provider_block(p: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    no_auth = "" if p["smtp"]["auth"] else ", no authentication"
+    out.write(f"{p['name']} ({p['id']}){'' if p['verified'] else '  UNVERIFIED'}\n")
+    key_values(
+        [
+            ("domains", ", ".join(p["domains"]) or "(chosen by id: custom domains)"),
+            ("IMAP", f"{p['imap']['host']}:{p['imap']['port']} {p['imap']['security']}"),
+            ("SMTP", f"{p['smtp']['host']}:{p['smtp']['port']} {p['smtp']['security']}{no_auth}"),
+            ("login", "the full address" if p["login"] == "address" else "the part before '@'"),
+            ("sign-in", ", ".join(p["auth"])),
+            ("source", p["source"]),
+            ("last checked", p["last_checked"]),
+            ("caveat", p["caveat"]),
+        ],
+        out,
+    )
+    for hint in p["hints"]:
+        out.write(f"  hint: {hint}\n")

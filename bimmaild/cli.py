@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where passwords are kept: the system keyring or a 0600 file in the data dir "
         "(auto: keyring when usable; the first choice is recorded in the store)",
     )
+    parser.add_argument(
+        "--connect-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=5.0,
+        help="how long each step of a connection test may wait for a server (default: %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"bimmaild {__version__}")
     return parser.parse_args(argv)
 
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         socket_path=Path(explicit_socket).absolute() if explicit_socket else default_socket_path(),
         private_socket_dir=not explicit_socket,
         secret_backend=args.secret_backend,
+        connect_timeout=args.connect_timeout,
         inherited_socket=systemd.inherited_socket(),
     )
     try:

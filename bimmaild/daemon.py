@@ -27,6 +27,7 @@ from bimmaild import __version__, systemd
 from bimmaild.accounts.providers import load_default as load_providers
 from bimmaild.accounts.secrets import choose_backend, open_backend
 from bimmaild.accounts.service import AccountService
+from bimmaild.conntest import runner as conntest
 from bimmaild.control.handlers.accounts import AccountHandlers
 from bimmaild.control.handlers.providers import ProviderHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
@@ -47,6 +48,8 @@ class DaemonConfig:
     # True when the socket path is our default one: its directory is ours to keep 0700.
     private_socket_dir: bool = True
     secret_backend: str = "auto"  # noqa: S105 (a backend name, not a secret)
+    # Per-step timeout of connection tests (probes of alternatives use at most 3 s).
+    connect_timeout: float = 5.0
     inherited_socket: socket.socket | None = None
 
 
@@ -105,7 +108,8 @@ class Daemon:
         secrets = open_backend(backend_name, data_dir, store_id)
         events = EventBus()
         providers = load_providers()
-        accounts = AccountService(db, secrets, data_dir / "mail", events, providers)
+        limits = conntest.Limits.for_timeout(self.config.connect_timeout)
+        accounts = AccountService(db, secrets, data_dir / "mail", events, providers, limits)
         await accounts.sweep()
 
         router = Router()

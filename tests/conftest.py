@@ -19,6 +19,9 @@ import pytest
 from bimmailctl.client import Client
 from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
 from tests.servers.dovecot import Dovecot, ImapUser
+from tests.servers.fixtures import mail_servers, smtp_server
+
+__all__ = ["mail_servers", "smtp_server"]  # fixtures defined with the servers, registered here
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ def daemon_config(short_dir: Path, tmp_path: Path) -> DaemonConfig:
         data_dir=tmp_path / "data",
         socket_path=short_dir / "run" / "bimmaild.sock",
         secret_backend="file",
+        connect_timeout=2.0,  # servers are local: a silent one is a black hole, not a slow link
     )
 
 

@@ -23,6 +23,23 @@ if TYPE_CHECKING:
 
 SECURITY = ("ssl", "starttls", "none")
 
+ADD_DOC = (
+    (__doc__ or "")
+    + """
+Server settings not given are taken from the provider preset of the address's
+domain (or --provider ID); the connection is tested before saving, and a failed
+test saves nothing (--no-test skips it).
+"""
+)
+TEST_DOC = """Test the connection of a saved account (NAME), optionally with some settings
+changed by the flags (e.g. a new password), or of settings not saved yet (no NAME:
+give --email and what the preset does not provide). IMAP and SMTP are checked
+step by step: DNS, TCP, TLS/STARTTLS, certificate, capabilities, login, then folders
+(IMAP) or the sender address (SMTP). A failed step names the settings to fix; when
+the server cannot be reached as configured, the usual other ports and securities are
+tried. Exit status 0 when both work, 8 otherwise.
+"""
+
 
 class UsageError(Exception):
     """Bad command-line input detected before asking the daemon (exit 2)."""
@@ -40,11 +57,26 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_show)
 
     p = asub.add_parser(
-        "add", help="add an account", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        "add",
+        help="add an account (tested first)",
+        description=ADD_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _setting_flags(p, for_add=True)
     p.add_argument("--no-test", action="store_true", help="save without testing the connection first")
     p.set_defaults(func=cmd_add)
+
+    p = asub.add_parser(
+        "test",
+        help="test IMAP and SMTP step by step",
+        description=TEST_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "account", metavar="NAME", nargs="?", help="a saved account; without it, the settings given are tested"
+    )
+    _setting_flags(p, for_add=False)
+    p.set_defaults(func=cmd_test)
 
     p = asub.add_parser(
         "modify",
@@ -75,6 +107,9 @@ def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
     bool_flag = argparse.BooleanOptionalAction
     p.add_argument("--name", required=for_add, help="display name, unique" + ("" if for_add else " (rename)"))
     p.add_argument("--email", required=for_add, help="e-mail address")
+    p.add_argument(
+        "--provider", metavar="ID", help="take missing server settings from this preset (bimmailctl provider list)"
+    )
     p.add_argument("--login", help="login for IMAP and SMTP (default: the address; '' resets to it)")
     pw = p.add_argument_group("passwords (never on the command line)")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
@@ -83,12 +118,12 @@ def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
     pw.add_argument("--smtp-password-file", metavar="FILE", help="SMTP password file (separate auth)")
     p.add_argument("--separate-auth", action=bool_flag, help="separate IMAP and SMTP logins and passwords")
     imap = p.add_argument_group("IMAP")
-    imap.add_argument("--imap-host", metavar="HOST", required=for_add)
+    imap.add_argument("--imap-host", metavar="HOST", help="default: from the provider preset" if for_add else None)
     imap.add_argument("--imap-port", metavar="PORT", type=int, help="default: 993 for ssl, 143 otherwise")
     imap.add_argument("--imap-security", choices=SECURITY, help="default: ssl" if for_add else None)
     imap.add_argument("--imap-login", metavar="LOGIN", help="IMAP login (separate auth)")
     smtp = p.add_argument_group("SMTP")
-    smtp.add_argument("--smtp-host", metavar="HOST", required=for_add)
+    smtp.add_argument("--smtp-host", metavar="HOST", help="default: from the provider preset" if for_add else None)
     smtp.add_argument(
         "--smtp-port", metavar="PORT", type=int, help="default: 465 for ssl, 587 for starttls, 25 for none"
     )
@@ -113,7 +148,17 @@ def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
 
 def _settings(args: argparse.Namespace, *, for_add: bool) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for key in ("name", "email", "login", "separate_auth", "trash_folder", "separator", "auto_fetch", "primary"):
+    for key in (
+        "name",
+        "email",
+        "provider",
+        "login",
+        "separate_auth",
+        "trash_folder",
+        "separator",
+        "auto_fetch",
+        "primary",
+    ):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
     if for_add:
@@ -192,6 +237,8 @@ def _show_result(args: argparse.Namespace, result: dict[str, Any], verb: str) ->
         render.print_json(result)
         return render.EXIT_OK
     account = result["account"]
+    if result.get("test"):
+        render.connection_report(result["test"])
     print(f"{verb} account {account['name']} (#{account['id']})")
     render.notes(result.get("notes", []))
     return render.EXIT_OK
@@ -223,16 +270,37 @@ async def cmd_add(client: Client, args: argparse.Namespace) -> int:
     return _show_result(args, await client.call("account.add", params), "added")
 
 
-async def cmd_modify(client: Client, args: argparse.Namespace) -> int:
+async def _changes(client: Client, args: argparse.Namespace, *, prompt: bool) -> dict[str, Any]:
+    """Params from the flags, passwords included, for a saved account (args.account) or new settings."""
     params = _settings(args, for_add=False)
     wants_password = args.password_stdin or args.password_file
-    if wants_password and (args.separate_auth is None or args.smtp_auth is None):
+    if args.account and wants_password and (args.separate_auth is None or args.smtp_auth is None):
         current = await client.call("account.show", {"account": args.account})
     else:
         current = {"separate_auth": False, "smtp": {"auth": True}}
     separate = current["separate_auth"] if args.separate_auth is None else args.separate_auth
     smtp_auth = current["smtp"]["auth"] if args.smtp_auth is None else args.smtp_auth
-    _passwords(args, params, separate=separate, smtp_auth=smtp_auth, prompt=False)
+    _passwords(args, params, separate=separate, smtp_auth=smtp_auth, prompt=prompt)
+    return params
+
+
+async def cmd_test(client: Client, args: argparse.Namespace) -> int:
+    params = await _changes(client, args, prompt=not args.account)
+    if args.account:
+        params["account"] = args.account
+    elif "email" not in params:
+        raise UsageError("give a saved account's NAME, or --email (and the servers) to test new settings")
+    report = await client.call("account.test", params)
+    if args.json:
+        render.print_json(report)
+    else:
+        render.connection_report(report)
+        render.notes(report.get("notes", []))
+    return render.EXIT_OK if report["ok"] else render.EXIT_SERVER
+
+
+async def cmd_modify(client: Client, args: argparse.Namespace) -> int:
+    params = await _changes(client, args, prompt=False)
     if not params:
         raise UsageError("nothing to change: give at least one setting (see bimmailctl account modify --help)")
     params["account"] = args.account

@@ -27,15 +27,16 @@ from bimmaild.imap.connection import (
 )
 
 
-async def check(target: Target, timeout: float) -> ServerReport:
+async def check(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> ServerReport:
     report = ServerReport("imap", target.host, target.port, target.security)
     rec = stages.Recorder(report)
     conn: ImapConnection | None = None
     try:
         async with rec.step("dns") as step:
-            step.message = f"{target.host} is {', '.join(await stages.resolve(target, timeout))}"
+            addresses = await stages.resolve(target, timeout, resolver)
+            step.message = f"{target.host} is {', '.join(addresses)}"
         async with rec.step("connect") as step:
-            conn = await _connect(target, timeout)
+            conn = await _connect(target, addresses, timeout)
             step.message = f"connected to port {target.port}"
         await _secure(rec, conn, target)
         async with rec.step("capabilities") as step:
@@ -60,9 +61,9 @@ async def check(target: Target, timeout: float) -> ServerReport:
     return report
 
 
-async def probe(target: Target, timeout: float) -> str:
+async def probe(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> str:
     """Connect and secure as ``target`` says, without logging in; raises StepFailed."""
-    conn = await _connect(target, timeout)
+    conn = await _connect(target, await stages.resolve(target, timeout, resolver), timeout)
     try:
         if target.security == "ssl":
             await _upgrade(conn, target, lambda: conn.start_tls(tls.client_context(target.ca_file)))
@@ -74,13 +75,16 @@ async def probe(target: Target, timeout: float) -> str:
         conn.close()
 
 
-async def _connect(target: Target, timeout: float) -> ImapConnection:
-    try:
-        return await ImapConnection.connect_tcp(target.host, target.port, timeout)
-    except ImapTimeout:
-        raise stages.connect_failure(target, TimeoutError()) from None
-    except OSError as exc:
-        raise stages.connect_failure(target, exc) from None
+async def _connect(target: Target, addresses: list[str], timeout: float) -> ImapConnection:
+    last: BaseException = ConnectionRefusedError()
+    for address in addresses:
+        try:
+            return await ImapConnection.connect_tcp(target.host, target.port, timeout, address=address)
+        except ImapTimeout:
+            last = TimeoutError()
+        except OSError as exc:
+            last = exc
+    raise stages.connect_failure(target, last)
 
 
 async def _secure(rec: stages.Recorder, conn: ImapConnection, target: Target) -> None:
@@ -104,7 +108,8 @@ async def _secure(rec: stages.Recorder, conn: ImapConnection, target: Target) ->
             step.message = "STARTTLS offered; " + step.message
     async with rec.step("certificate") as step:
         if rejected is not None:
-            raise stages.certificate_failure(target, rejected, await _fetch_certificate(target))
+            address = conn.transport.get_extra_info("peername")[0]
+            raise stages.certificate_failure(target, rejected, await _fetch_certificate(target, address))
         der = conn.tls_info.peer_certificate if conn.tls_info else None
         step.details = {"certificate": tls.describe_certificate(der)} if der else {}
         step.message = f"valid for {target.host}"
@@ -157,10 +162,10 @@ async def _login(conn: ImapConnection, target: Target) -> None:
         raise StepFailed(f"login failed: {exc}", fields=[target.login_field, target.password_field]) from None
 
 
-async def _fetch_certificate(target: Target) -> bytes | None:
+async def _fetch_certificate(target: Target, address: str) -> bytes | None:
     """Read the rejected certificate over an unverified connection, for the report only."""
     try:
-        conn = await ImapConnection.connect_tcp(target.host, target.port, 5.0)
+        conn = await ImapConnection.connect_tcp(target.host, target.port, 5.0, address=address)
     except (OSError, ImapError):
         return None
     try:

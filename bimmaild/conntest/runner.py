@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bimmaild.conntest import imap_check, smtp_check
+from bimmaild.conntest import imap_check, smtp_check, stages
 from bimmaild.conntest.report import Alternative, Report, ServerReport, Step, StepFailed
 from bimmaild.conntest.target import Target
 
@@ -33,11 +33,20 @@ USUAL_WAYS: dict[str, list[tuple[int, str]]] = {
 
 @dataclass(frozen=True)
 class Limits:
-    """Timeouts, and the usual (port, security) pairs worth probing (tests point them at their servers)."""
+    """Timeouts, the usual (port, security) pairs worth probing, and the resolver.
+
+    Tests point ``usual_ways`` at their own servers, and replace ``resolver`` to
+    make a name fail without sending a DNS query off the machine.
+    """
 
     step_timeout: float = STEP_TIMEOUT
     probe_timeout: float = PROBE_TIMEOUT
     usual_ways: Mapping[str, Sequence[tuple[int, str]]] = field(default_factory=lambda: USUAL_WAYS)
+    resolver: stages.Resolver = stages.system_resolver
+
+    @classmethod
+    def for_timeout(cls, seconds: float) -> Limits:
+        return cls(step_timeout=seconds, probe_timeout=min(PROBE_TIMEOUT, seconds))
 
 
 async def run(imap: Target, smtp: Target, limits: Limits | None = None) -> Report:
@@ -49,7 +58,7 @@ async def run(imap: Target, smtp: Target, limits: Limits | None = None) -> Repor
 async def _server(target: Target, limits: Limits) -> ServerReport:
     check = imap_check.check if target.kind == "imap" else smtp_check.check
     try:
-        report = await check(target, limits.step_timeout)
+        report = await check(target, limits.step_timeout, limits.resolver)
     except Exception as exc:  # a bug must not hide the other server's result
         log.exception("%s connection test failed unexpectedly", target.kind)
         report = ServerReport(target.kind, target.host, target.port, target.security)
@@ -84,18 +93,19 @@ async def _probe(target: Target, failed: Step, limits: Limits) -> list[Alternati
         ways = [(target.variant(target.port, target.security, auth=not target.auth), not target.auth)]
     else:
         return []
-    results = await asyncio.gather(*(_try(variant, auth, limits.probe_timeout) for variant, auth in ways))
+    results = await asyncio.gather(*(_try(variant, auth, limits) for variant, auth in ways))
     return list(results)
 
 
-async def _try(variant: Target, auth: bool | None, timeout: float) -> Alternative:
+async def _try(variant: Target, auth: bool | None, limits: Limits) -> Alternative:
+    timeout, resolver = limits.probe_timeout, limits.resolver
     try:
         if auth is not None:
-            message = await smtp_check.probe_sender(variant, timeout)
+            message = await smtp_check.probe_sender(variant, timeout, resolver)
         elif variant.kind == "imap":
-            message = await imap_check.probe(variant, timeout)
+            message = await imap_check.probe(variant, timeout, resolver)
         else:
-            message = await smtp_check.probe(variant, timeout)
+            message = await smtp_check.probe(variant, timeout, resolver)
         return Alternative(variant.port, variant.security, True, message, auth)
     except StepFailed as failure:
         return Alternative(variant.port, variant.security, False, failure.message, auth)
@@ -112,4 +122,4 @@ def _suggestion(target: Target, failed: Step, alternatives: list[Alternative]) -
         state = "on" if best.auth else "off"
         return f"{failed.message}; with SMTP authentication {state} it works"
     way = f"port {best.port} with {best.security.upper() if best.security != 'ssl' else 'SSL/TLS'}"
-    return f"port {target.port} with {target.security}: {failed.message}; {way} works"
+    return f"{failed.message}; {way} works"

@@ -26,20 +26,22 @@ from bimmaild.conntest.target import Target
 EHLO_NAME = "[127.0.0.1]"
 
 
-async def check(target: Target, timeout: float) -> ServerReport:
+async def check(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> ServerReport:
     report = ServerReport("smtp", target.host, target.port, target.security)
     rec = stages.Recorder(report)
     client: aiosmtplib.SMTP | None = None
     try:
         async with rec.step("dns") as step:
-            addresses = await stages.resolve(target, timeout)
+            addresses = await stages.resolve(target, timeout, resolver)
             step.message = f"{target.host} is {', '.join(addresses)}"
         async with rec.step("connect") as step:
             sock = await _connect(target, addresses, timeout)
             step.message = f"connected to port {target.port}"
         client = _client(target, sock, tls.client_context(target.ca_file), timeout)
-        await _secure(rec, client, target)
+        await _secure(rec, client, target, addresses)
         async with rec.step("capabilities") as step:
+            if target.security == "none":
+                await _open(client, target)
             await _ehlo(client, target)
             step.message = _describe(client)
             step.details = {
@@ -59,9 +61,9 @@ async def check(target: Target, timeout: float) -> ServerReport:
     return report
 
 
-async def probe(target: Target, timeout: float) -> str:
+async def probe(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> str:
     """Connect and secure as ``target`` says, up to EHLO; raises StepFailed."""
-    addresses = await stages.resolve(target, timeout)
+    addresses = await stages.resolve(target, timeout, resolver)
     client = _client(target, await _connect(target, addresses, timeout), tls.client_context(target.ca_file), timeout)
     try:
         await _open(client, target)
@@ -74,9 +76,9 @@ async def probe(target: Target, timeout: float) -> str:
         await _close(client)
 
 
-async def probe_sender(target: Target, timeout: float) -> str:
+async def probe_sender(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> str:
     """Like check, up to the sender step, with ``target``'s auth setting; raises StepFailed."""
-    report = await check(target, timeout)
+    report = await check(target, timeout, resolver)
     failed = report.failed
     if failed is not None:
         raise StepFailed(failed.message, fields=failed.fields)
@@ -112,10 +114,9 @@ def _client(target: Target, sock: socket.socket, context: ssl.SSLContext, timeou
     )
 
 
-async def _secure(rec: stages.Recorder, client: aiosmtplib.SMTP, target: Target) -> None:
-    """Greeting, and the tls and certificate steps (greeting only when security is none)."""
+async def _secure(rec: stages.Recorder, client: aiosmtplib.SMTP, target: Target, addresses: list[str]) -> None:
+    """The tls and certificate steps, the greeting included (nothing when security is none)."""
     if target.security == "none":
-        await _open(client, target)
         return
     rejected: ssl.SSLCertVerificationError | None = None
     async with rec.step("tls") as step:
@@ -126,17 +127,24 @@ async def _secure(rec: stages.Recorder, client: aiosmtplib.SMTP, target: Target)
                 await _starttls(client, target)
         except ssl.SSLCertVerificationError as exc:
             rejected = exc
-        version = client.get_transport_info("ssl_object")
-        step.message = "TLS negotiated" + (f" ({version.version()})" if isinstance(version, ssl.SSLObject) else "")
+        obj = _ssl_object(client)
+        step.message = "TLS negotiated" + (f" ({obj.version()})" if obj else "")
         if target.security == "starttls":
             step.message = "STARTTLS offered; " + step.message
     async with rec.step("certificate") as step:
         if rejected is not None:
-            raise stages.certificate_failure(target, rejected, await _fetch_certificate(target))
-        obj = client.get_transport_info("ssl_object")
-        der = obj.getpeercert(binary_form=True) if isinstance(obj, ssl.SSLObject) else None
+            raise stages.certificate_failure(target, rejected, await _fetch_certificate(target, addresses))
+        obj = _ssl_object(client)
+        der = obj.getpeercert(binary_form=True) if obj else None
         step.details = {"certificate": tls.describe_certificate(der)} if der else {}
         step.message = f"valid for {target.host}"
+
+
+def _ssl_object(client: aiosmtplib.SMTP) -> ssl.SSLObject | None:
+    if not client.is_connected:
+        return None
+    obj = client.get_transport_info("ssl_object")
+    return obj if isinstance(obj, ssl.SSLObject) else None
 
 
 def _cert_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -240,10 +248,9 @@ async def _sender(client: aiosmtplib.SMTP, target: Target) -> None:
         await client.rset()
 
 
-async def _fetch_certificate(target: Target) -> bytes | None:
+async def _fetch_certificate(target: Target, addresses: list[str]) -> bytes | None:
     """Read the rejected certificate over an unverified connection, for the report only."""
     try:
-        addresses = await stages.resolve(target, 5.0)
         sock = await _connect(target, addresses, 5.0)
     except StepFailed:
         return None
@@ -252,8 +259,8 @@ async def _fetch_certificate(target: Target) -> bytes | None:
         await client.connect()
         if target.security == "starttls":
             await client.starttls()
-        obj = client.get_transport_info("ssl_object")
-        return obj.getpeercert(binary_form=True) if isinstance(obj, ssl.SSLObject) else None
+        obj = _ssl_object(client)
+        return obj.getpeercert(binary_form=True) if obj else None
     except (aiosmtplib.SMTPException, ssl.SSLError, OSError):
         return None
     finally:

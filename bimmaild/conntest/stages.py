@@ -13,7 +13,7 @@ import errno
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,11 +56,20 @@ class Recorder:
         self.report.steps.append(step)
 
 
-async def resolve(target: Target, timeout: float) -> list[str]:
-    loop = asyncio.get_running_loop()
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Addresses of ``host``, IPv4 first (what a connect tries in order)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = {str(info[4][0]) for info in infos}
+    return sorted(addresses, key=lambda a: (":" in a, a))
+
+
+async def resolve(target: Target, timeout: float, resolver: Resolver = system_resolver) -> list[str]:
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            addresses = await resolver(target.host, target.port)
     except TimeoutError:
         raise StepFailed(
             f"looking up {target.host} timed out",
@@ -73,7 +82,7 @@ async def resolve(target: Target, timeout: float) -> list[str]:
             fields=[target.field("host")],
             hint="check the spelling of the server name",
         ) from None
-    return sorted({str(info[4][0]) for info in infos})
+    return addresses
 
 
 def connect_failure(target: Target, exc: BaseException) -> StepFailed:

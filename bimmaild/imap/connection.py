@@ -165,12 +165,15 @@ class ImapConnection:
         return conn
 
     @classmethod
-    async def connect_tcp(cls, host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> ImapConnection:
+    async def connect_tcp(
+        cls, host: str, port: int, timeout: float = DEFAULT_TIMEOUT, *, address: str | None = None
+    ) -> ImapConnection:
+        """TCP only; ``address`` (already resolved) is used when given, ``host`` stays the TLS name."""
         loop = asyncio.get_running_loop()
         protocol = ImapProtocol(loop)
         try:
             async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(lambda: protocol, host, port)
+                transport, _ = await loop.create_connection(lambda: protocol, address or host, port)
         except TimeoutError:
             raise ImapTimeout("TCP connect") from None
         return cls(protocol, transport, host, timeout)

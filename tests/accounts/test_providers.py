@@ -15,6 +15,7 @@ from datetime import date
 import msgpack
 import pytest
 
+from bimmaild.accounts.autoconfig import parse_autoconfig
 from bimmaild.accounts.providers import (
     AUTH_METHODS,
     Provider,
@@ -23,7 +24,6 @@ from bimmaild.accounts.providers import (
     SmtpPreset,
     load_default,
     login_for,
-    parse_autoconfig,
 )
 
 REQUIRED_IDS = {
