@@ -72,7 +72,7 @@ async def probe(target: Target, timeout: float, resolver: stages.Resolver = stag
             await _upgrade(conn, target, lambda: conn.starttls(tls.client_context(target.ca_file)))
         return _describe_capabilities(conn)
     finally:
-        conn.close()
+        await conn.aclose()
 
 
 async def _connect(target: Target, addresses: list[str], timeout: float) -> ImapConnection:
@@ -179,7 +179,7 @@ async def _fetch_certificate(target: Target, address: str) -> bytes | None:
     except (OSError, ImapError, ssl.SSLError):
         return None
     finally:
-        conn.close()
+        await conn.aclose()
 
 
 def _describe_capabilities(conn: ImapConnection) -> str:

@@ -159,8 +159,11 @@ class ImapConnection:
             if security == "starttls":
                 assert context is not None
                 await conn.starttls(context)
+        except Exception:
+            await conn.aclose()
+            raise
         except BaseException:
-            conn.close()
+            conn.close()  # cancelled: do not wait
             raise
         return conn
 
@@ -279,10 +282,24 @@ class ImapConnection:
         except (ImapError, lib.AioImapException, TimeoutError, OSError):
             pass
         finally:
-            self.close()
+            await self.aclose()
 
     def close(self) -> None:
+        """Close now, without waiting (error paths); prefer ``aclose``."""
         self.transport.close()
+
+    async def aclose(self) -> None:
+        """Close and wait until the socket is really closed.
+
+        ``transport.close()`` only schedules it: a caller whose event loop ends
+        right after would leave the socket open until garbage collection.
+        """
+        self.transport.close()
+        try:
+            async with asyncio.timeout(2.0):
+                await self.protocol.lost.wait()
+        except TimeoutError:
+            self.transport.abort()
 
     async def _execute(self, name: str, *args: str, scrub: str | None = None) -> lib.Response:
         command = lib.Command(name, self.protocol.new_tag(), *args, loop=self.protocol.loop)
