@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, providers, system
+from bimmailctl.commands import accounts, messages, providers, sync, system
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     system.add_parsers(sub)
     accounts.add_parsers(sub)
     providers.add_parsers(sub)
+    sync.add_parsers(sub)
+    messages.add_parsers(sub)
     return parser
 
 

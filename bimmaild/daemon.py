@@ -29,7 +29,9 @@ from bimmaild.accounts.secrets import choose_backend, open_backend
 from bimmaild.accounts.service import AccountService
 from bimmaild.conntest import runner as conntest
 from bimmaild.control.handlers.accounts import AccountHandlers
+from bimmaild.control.handlers.messages import MessageHandlers
 from bimmaild.control.handlers.providers import ProviderHandlers
+from bimmaild.control.handlers.sync import SyncHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
 from bimmaild.control.server import ControlServer, StartupError, ensure_private_dir
@@ -37,6 +39,7 @@ from bimmaild.events import EventBus
 from bimmaild.protocol.methods import METHODS_BY_NAME
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
+from bimmaild.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,12 @@ class Daemon:
         router = Router()
         info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC))
         SystemHandlers(info, accounts, router).register(router)
+        sync = SyncService(db, accounts, data_dir / "mail", events, self.config.connect_timeout * 6)
+        accounts.before_delete = sync.cancel
+        stack.push_async_callback(sync.close)
         AccountHandlers(accounts).register(router)
+        SyncHandlers(accounts, sync).register(router)
+        MessageHandlers(db, accounts, data_dir / "mail").register(router)
         ProviderHandlers(providers).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:

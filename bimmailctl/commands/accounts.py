@@ -17,6 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
+from bimmailctl.commands import sync
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -92,6 +93,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("account", metavar="NAME", help="account name or id")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=cmd_delete)
+
+    sync.add_folder_parser(asub)
 
     for name, func, text in (
         ("primary", cmd_primary, "make it the primary account (default sender)"),

@@ -19,7 +19,7 @@ import logging
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from bimmaild.conntest.report import Report
 from bimmaild.events import EventBus
 from bimmaild.protocol.errors import ConfirmationRequired, Conflict, InvalidParams, NotFound, SecretsUnavailable
 from bimmaild.store import accounts as q
+from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class AccountService:
         self.events = events
         self.providers = providers
         self.limits = limits or conntest.Limits()
+        # Called with an account id before it is deleted (the daemon stops its fetch there).
+        self.before_delete: Callable[[int], Awaitable[None]] | None = None
         self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------
@@ -78,6 +81,9 @@ class AccountService:
             raise NotFound(f"no account named or numbered {ref!r}", field="account")
         return Account.from_row(row)
 
+    def exists(self, account_id: int) -> bool:
+        return q.by_id(self.db.conn, account_id) is not None
+
     def primary(self) -> Account | None:
         row = q.primary(self.db.conn)
         return None if row is None else Account.from_row(row)
@@ -86,7 +92,7 @@ class AccountService:
         return {slot for slot in model.SLOTS if await self.secrets.get(account_key(account.secret_ref, slot))}
 
     async def public(self, account: Account) -> dict[str, Any]:
-        return account.to_public(await self.slots_set(account))
+        return {**account.to_public(await self.slots_set(account)), "status": status_q.read(self.db.conn, account.id)}
 
     # -- changing ----------------------------------------------------------
 
@@ -193,6 +199,8 @@ class AccountService:
                     field="confirm",
                     data={"account": account.name},
                 )
+            if self.before_delete is not None:
+                await self.before_delete(account.id)
             with self.db.transaction() as conn:
                 q.delete(conn, account.id)
             notes = ["mail on the server is untouched"]

@@ -1,7 +1,8 @@
 """The one module that owns aioimaplib (pinned ==2.0.3; see DESIGN.md §6).
 
-aioimaplib gives us the command/response machinery; this adapter adds what a
-mail daemon needs and the library lacks, by subclassing its protocol:
+aioimaplib gives us the command/response machinery; this adapter (with the
+protocol fixes of ``protocol``) adds what a mail daemon needs and the library
+lacks:
 
 * a staged connection: TCP, then TLS (implicit, or STARTTLS after the
   greeting, refusing to go on if STARTTLS is not offered: never a downgrade),
@@ -23,56 +24,41 @@ import asyncio
 import base64
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aioimaplib import aioimaplib as lib
 
+from bimmaild.imap.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    ImapConnectionLost,
+    ImapError,
+    ImapProtocolError,
+    ImapTimeout,
+    LoginDisabled,
+    StartTlsUnavailable,
+)
+from bimmaild.imap.parse import FetchItem, ListEntry, MailboxState, parse_list, parse_search, parse_select, parse_status
+from bimmaild.imap.protocol import ImapProtocol, StreamingFetch
+
+__all__ = [
+    "AuthenticationFailed",
+    "CommandFailed",
+    "ImapConnection",
+    "ImapConnectionLost",
+    "ImapError",
+    "ImapProtocolError",
+    "ImapTimeout",
+    "LoginDisabled",
+    "StartTlsUnavailable",
+    "TlsInfo",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
-
-
-class ImapError(Exception):
-    """Base of this module's errors."""
-
-
-class ImapTimeout(ImapError):
-    """The server did not answer in time (``stage`` says which)."""
-
-    def __init__(self, stage: str) -> None:
-        super().__init__(f"no answer from the server during {stage}")
-        self.stage = stage
-
-
-class ImapConnectionLost(ImapError):
-    """The server closed the connection (or it broke) while we waited."""
-
-
-class ImapProtocolError(ImapError):
-    """The server sent something that is not IMAP (wrong port or protocol)."""
-
-
-class StartTlsUnavailable(ImapError):
-    """STARTTLS was required but the server does not offer it."""
-
-
-class LoginDisabled(ImapError):
-    """The server refuses clear-text login on this connection (LOGINDISABLED)."""
-
-
-class CommandFailed(ImapError):
-    """A command was answered NO or BAD; ``text`` is the server's own reply."""
-
-    def __init__(self, command: str, result: str, text: str) -> None:
-        super().__init__(f"{command} failed: {result} {text}")
-        self.command = command
-        self.result = result
-        self.text = text
-
-
-class AuthenticationFailed(CommandFailed):
-    """Login refused by the server."""
 
 
 @dataclass(frozen=True)
@@ -82,44 +68,17 @@ class TlsInfo:
     peer_certificate: bytes | None  # DER
 
 
-class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped library
-    """aioimaplib's protocol with the fixes listed in the module docstring."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self.lost = asyncio.Event()
-        self.lost_reason: BaseException | None = None
-        self.greeted = asyncio.Event()
-        self.greeting_line: bytes = b""
-
-    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
-        if self.state == lib.CONNECTED and line and not self.greeted.is_set():
-            self.greeting_line = bytes(line)
-            self.greeted.set()
-            if not self.greeting_line.startswith((b"* OK", b"* PREAUTH")):
-                return None  # not IMAP, or BYE: wait_greeting reports it
-        return super()._handle_line(line, current_cmd)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost_reason = exc or ImapConnectionLost("the server closed the connection")
-        self.lost.set()
-        error = ImapConnectionLost(f"connection lost: {self.lost_reason}")
-        pending = [self.pending_sync_command, *self.pending_async_commands.values()]
-        for command in pending:
-            if command is not None and not command._event.is_set():
-                command._exception = error
-                command.close(b"connection lost", "KO")
-        super().connection_lost(exc)
-
-    def _continuation(self, line: bytes) -> None:
-        command = self.pending_sync_command
-        if command is not None and command.name == "AUTHENTICATE":
-            # A challenge after our initial response is an error report (XOAUTH2 sends
-            # JSON); the empty answer makes the server finish with a tagged NO.
-            assert self.transport is not None
-            self.transport.write(b"\r\n")
-            return
-        super()._continuation(line)
+def _items(lines: list[bytes | bytearray]) -> list[list[bytes | bytearray]]:
+    """Group response lines into items: a literal and the text after it belong to the line before."""
+    items: list[list[bytes | bytearray]] = []
+    glue = False
+    for line in lines:
+        if isinstance(line, bytearray) or (glue and items):
+            items[-1].append(line)
+        else:
+            items.append([line])
+        glue = isinstance(line, bytearray)
+    return items
 
 
 def _text(response: lib.Response) -> str:
@@ -185,7 +144,7 @@ class ImapConnection:
         """Wrap the connection in TLS now (implicit TLS, or after STARTTLS's OK)."""
         loop = asyncio.get_running_loop()
         # Bytes received before the handshake are plaintext: never let them count.
-        self.protocol.incomplete_line = b""
+        self.protocol.reset_buffer()
         try:
             async with asyncio.timeout(self.timeout):
                 tls = await loop.start_tls(self.transport, self.protocol, context, server_hostname=self.host)
@@ -274,6 +233,68 @@ class ImapConnection:
             raise CommandFailed("LIST", response.result, _text(response))
         return [bytes(line) for line in response.lines[:-1]]
 
+    async def list_entries(self) -> list[ListEntry]:
+        """Every mailbox, with its SPECIAL-USE attributes (RFC 6154) when the server has them."""
+        args = ['""', '"*"']
+        if {"SPECIAL-USE", "LIST-EXTENDED"} & self.capabilities:
+            args += ["RETURN", "(SPECIAL-USE)"]
+        response = await self._checked("LIST", *args, untagged="LIST")
+        parts = _items(response.lines[:-1])
+        return [parse_list([b"LIST " + bytes(item[0]), *item[1:]]) for item in parts]
+
+    async def enable(self, *capabilities: str) -> None:
+        await self._checked("ENABLE", *capabilities)
+
+    async def select(self, mailbox: str, *, condstore: bool = False, readonly: bool = False) -> MailboxState:
+        """SELECT (or EXAMINE) a mailbox given in wire form (quoted by the caller)."""
+        args = [mailbox, "(CONDSTORE)"] if condstore else [mailbox]
+        response = await self._checked("EXAMINE" if readonly else "SELECT", *args)
+        async with self.protocol.state_condition:
+            self.protocol.state = lib.SELECTED
+            self.protocol.state_condition.notify_all()
+        return parse_select([bytes(line) for line in response.lines])
+
+    async def status(self, mailbox: str, items: str = "(MESSAGES UIDNEXT UIDVALIDITY)") -> dict[str, int]:
+        response = await self._checked("STATUS", mailbox, items, untagged="STATUS")
+        lines = [line for line in response.lines[:-1] if isinstance(line, bytes)]
+        if not lines:
+            raise ImapProtocolError("STATUS answered without a STATUS line")
+        return parse_status(b"STATUS " + lines[-1])[1]
+
+    async def uid_search(self, criteria: str) -> list[int]:
+        response = await self._checked("SEARCH", *criteria.split(" "), prefix="UID", untagged="SEARCH")
+        return parse_search([b"SEARCH " + bytes(line) for line in response.lines[:-1]])
+
+    async def uid_fetch(
+        self, uids: str, attributes: str, on_item: Callable[[FetchItem], None], *, inactivity: float | None = None
+    ) -> int:
+        """UID FETCH, streaming each item to ``on_item``; returns how many items came.
+
+        ``inactivity`` (default: the connection timeout) limits the silence between
+        two chunks, not the whole download.
+        """
+        command = StreamingFetch(
+            self.protocol.new_tag(),
+            uids,
+            attributes,
+            on_item=on_item,
+            loop=self.protocol.loop,
+            timeout=inactivity or self.timeout,
+        )
+        try:
+            response = await self.protocol.execute(command)
+        except lib.CommandTimeout:
+            raise ImapTimeout("UID FETCH") from None
+        if response.result != "OK":
+            raise CommandFailed("UID FETCH", response.result, _text(response))
+        return command.items
+
+    async def create(self, mailbox: str) -> None:
+        await self._checked("CREATE", mailbox)
+
+    async def subscribe(self, mailbox: str) -> None:
+        await self._checked("SUBSCRIBE", mailbox)
+
     async def logout(self) -> None:
         """LOGOUT, then close; errors are irrelevant by then."""
         try:
@@ -301,9 +322,22 @@ class ImapConnection:
         except TimeoutError:
             self.transport.abort()
 
-    async def _execute(self, name: str, *args: str, scrub: str | None = None) -> lib.Response:
-        command = lib.Command(name, self.protocol.new_tag(), *args, loop=self.protocol.loop)
+    async def _execute(
+        self, name: str, *args: str, scrub: str | None = None, prefix: str | None = None, untagged: str | None = None
+    ) -> lib.Response:
+        command = lib.Command(
+            name, self.protocol.new_tag(), *args, prefix=prefix, untagged_resp_name=untagged, loop=self.protocol.loop
+        )
         response: lib.Response = await self._call(name, self.protocol.execute(command, scrub=scrub))
+        return response
+
+    async def _checked(
+        self, name: str, *args: str, prefix: str | None = None, untagged: str | None = None
+    ) -> lib.Response:
+        """Execute and raise CommandFailed unless the answer is OK."""
+        response = await self._execute(name, *args, prefix=prefix, untagged=untagged)
+        if response.result != "OK":
+            raise CommandFailed(name, response.result, _text(response))
         return response
 
     async def _call(self, what: str, awaitable: Any) -> Any:

@@ -144,9 +144,24 @@ TEST_RESULT = (
 ACCOUNT_RESULT = (
     "account object: {id, name, email, login, separate_auth, imap: {host, port, security, login, "
     "password_set}, smtp: {host, port, security, auth, login, password_set}, tls_ca_file, "
-    "trash_folder, separator, auto_fetch, enabled, primary, created_at, updated_at}. "
+    "trash_folder, separator, auto_fetch, enabled, primary, provider, created_at, updated_at, "
+    "status: {state: new|ok|error|needs-attention, message, last_fetch_at, last_result}}. "
     "Passwords are never returned, only whether one is set."
 )
+
+FETCH_RESULT = (
+    "{started: [account name], skipped_disabled: [account name], accounts: [{account_id, account, "
+    "state: ok|error|needs-attention, error, new, updated, removed, folders: [{folder, new, updated, removed, "
+    "unchanged, needs_attention, error}]}]} (accounts is empty without wait)"
+)
+
+FOLDER_RESULT = (
+    "{account, offline: reason or nil, folders: [{name, wire_name, role: inbox|sent|archive|drafts|junk|trash|"
+    "account_trash|all|flagged|important|nil, selected, selectable, chosen_by_user, state: present|gone, "
+    "messages (local), synced_at, attributes}]}"
+)
+
+MESSAGE_FIELDS = "id, account_id, account, folder, uid, message_id, date, from, to, subject, size, flags: [str]"
 
 _ACCOUNT_ERRORS = (E.INVALID_PARAMS, E.NOT_FOUND)
 
@@ -235,6 +250,69 @@ METHODS: tuple[Method, ...] = (
         "account.enable", "Enable the account (R-L1).", (ACCOUNT_REF,), "{account: account object}", _ACCOUNT_ERRORS
     ),
     Method(
+        "fetch",
+        "Synchronise now (R-C2): every enabled account, or the named ones; disabled accounts are "
+        "skipped (R-L1).  A fetch already under way for an account is joined, not started twice.",
+        (
+            Param(
+                "accounts",
+                "list",
+                "Account names or ids; [] means every enabled account.",
+                default=[],
+                item_kind="str|int",
+                max_items=1000,
+                max_len=200,
+            ),
+            Param("wait", "bool", "Answer when done, with counts; else answer at once.", default=False),
+            Param(
+                "confirm_deletions",
+                "bool",
+                "Apply removals that the safety stop held back (more than half of a folder, over 20 messages).",
+                default=False,
+            ),
+        ),
+        FETCH_RESULT,
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "account.folders",
+        "The account's server folders, their role and whether each is synchronised; select/unselect "
+        "change the choice (R-C1).  The list is refreshed from the server when it is reachable.",
+        (
+            ACCOUNT_REF,
+            Param("select", "list", "Folder names to synchronise.", default=[], item_kind="str", max_items=1000),
+            Param(
+                "unselect", "list", "Folder names to stop synchronising.", default=[], item_kind="str", max_items=1000
+            ),
+            Param("refresh", "bool", "Ask the server for its current folders first.", default=True),
+        ),
+        FOLDER_RESULT,
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "messages.list",
+        "Messages of the local store, newest first.",
+        (
+            ACCOUNT_REF,
+            Param("folder", "str", "Only this folder (its name).", max_len=1000),
+            Param("limit", "int", "At most this many.", default=50, min=1, max=10000),
+            Param("offset", "int", "Skip this many first (paging).", default=0, min=0),
+        ),
+        f"[{{{MESSAGE_FIELDS}}}]",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "messages.show",
+        "One message from the local store.",
+        (
+            Param("id", "int", "Message id (messages.list).", required=True, min=1),
+            Param("raw", "bool", "Also return the message's bytes as they are stored.", default=False),
+        ),
+        f"{{{MESSAGE_FIELDS}, path, headers: {{name: value}}, text: body as text or nil, "
+        "attachments: [{filename, content_type, size}], raw: bin (with raw)}",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
         "provider.list",
         "The provider presets shipped with the daemon (R-B2).",
         (),
@@ -268,6 +346,7 @@ METHODS: tuple[Method, ...] = (
 METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
 
 EVENTS: tuple[Event, ...] = (
+    Event("fetch.done", "A fetch of an account ended (manual or automatic).", "the account entry of the fetch result"),
     Event(
         "account.changed",
         "An account was added, modified or deleted (by any client).",

@@ -49,4 +49,53 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE accounts ADD COLUMN provider TEXT;
     """,
+    # 3: synchronisation: server folders, the message index, the state of each account's fetch.
+    """
+    CREATE TABLE folders (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id    INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        wire_name     TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        delimiter     TEXT,
+        attributes    TEXT NOT NULL DEFAULT '',
+        role          TEXT,
+        -- NULL: the default of its role; 0/1: the user's choice (R-C1).
+        selected      INTEGER CHECK (selected IN (0, 1)),
+        maildir       TEXT NOT NULL,
+        uidvalidity   INTEGER,
+        -- Every message with a smaller UID that exists on the server is stored.
+        uidnext       INTEGER,
+        highestmodseq INTEGER,
+        message_count INTEGER,
+        state         TEXT NOT NULL DEFAULT 'present' CHECK (state IN ('present', 'gone')),
+        synced_at     TEXT,
+        UNIQUE (account_id, wire_name),
+        UNIQUE (account_id, maildir)
+    );
+    CREATE TABLE messages (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id    INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        folder_id     INTEGER NOT NULL REFERENCES folders (id) ON DELETE CASCADE,
+        uid           INTEGER NOT NULL,
+        message_id    TEXT,
+        sent_at       TEXT,
+        sender        TEXT,
+        recipients    TEXT,
+        subject       TEXT,
+        size          INTEGER NOT NULL,
+        flags         TEXT NOT NULL DEFAULT '',
+        internal_date TEXT,
+        filename      TEXT NOT NULL,
+        UNIQUE (folder_id, uid)
+    );
+    CREATE INDEX messages_by_message_id ON messages (account_id, message_id);
+    CREATE INDEX messages_by_date ON messages (folder_id, sent_at);
+    CREATE TABLE account_status (
+        account_id    INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+        state         TEXT NOT NULL CHECK (state IN ('ok', 'error', 'needs-attention')),
+        message       TEXT,
+        last_fetch_at TEXT,
+        last_result   TEXT
+    );
+    """,
 )

@@ -158,11 +158,11 @@ async def test_wrong_type_for_every_param_of_every_method(daemon: RunningDaemon)
     for method in METHODS:
         for param in method.params:
             msgid += 1
+            sample = {"str": "Work", "str|int": "Work", "int": 1, "bool": False, "list": [], "map": {}}
             base: dict[str, Any] = {
                 "hello": {"protocol": 1},
                 "account.add": account_params(),
-                "subscribe": {"topics": []},
-            }.get(method.name, {"account": "Work"} if method.params[0].name == "account" else {})
+            }.get(method.name, {p.name: sample[p.kind] for p in method.params if p.required})
             params = {**base, param.name: wrong[param.kind]}
             response = await raw.request(method.name, params, msgid=msgid)
             assert response.error is not None, (method.name, param.name)

@@ -1,0 +1,59 @@
+"""messages.list and messages.show: reading the local store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from bimmaild import message_view
+from bimmaild.accounts.service import AccountService
+from bimmaild.control.router import Router, Session
+from bimmaild.protocol.errors import NotFound, StorageError
+from bimmaild.store import folders as folder_q
+from bimmaild.store import messages as message_q
+from bimmaild.store.db import Database
+
+# Bytes of a raw message sent over the socket; bigger ones are read from their file by path.
+MAX_RAW = 24 * 1024 * 1024
+
+
+class MessageHandlers:
+    def __init__(self, db: Database, accounts: AccountService, mail_root: Path) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.mail_root = mail_root
+
+    def register(self, router: Router) -> None:
+        router.register("messages.list", self.list)
+        router.register("messages.show", self.show)
+
+    async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+        account = self.accounts.find(params["account"])
+        folder_id = None
+        if params.get("folder") is not None:
+            rows = folder_q.for_account(self.db.conn, account.id)
+            match = [r for r in rows if params["folder"] in (r["name"], r["wire_name"])]
+            if not match:
+                raise NotFound(f"account {account.name!r} has no folder {params['folder']!r}", field="folder")
+            folder_id = match[0]["id"]
+        rows = message_q.listing(self.db.conn, account.id, folder_id, params["limit"], params["offset"])
+        return [{**message_view.summary(r), "account": account.name} for r in rows]
+
+    async def show(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        row = message_q.by_id(self.db.conn, params["id"])
+        if row is None:
+            raise NotFound(f"no message {params['id']}", field="id")
+        path = self.mail_root / str(row["account_id"]) / row["maildir"] / "cur" / row["filename"]
+        try:
+            raw = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise StorageError(
+                f"the file of message {row['id']} is missing ({path}); the next fetch restores it"
+            ) from None
+        result = {**message_view.summary(row), "path": str(path), **message_view.content(raw)}
+        if params["raw"]:
+            if len(raw) > MAX_RAW:
+                raise StorageError(f"message {row['id']} is {len(raw)} bytes; read it from {path}", field="raw")
+            result["raw"] = raw
+        return result

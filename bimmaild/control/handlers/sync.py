@@ -1,0 +1,53 @@
+"""fetch and account.folders: synchronisation on demand and the choice of folders (R-C1, R-C2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bimmaild.accounts.service import AccountService
+from bimmaild.control.router import Router, Session
+from bimmaild.imap.connection import ImapError
+from bimmaild.store import folders as folder_q
+from bimmaild.store import messages as message_q
+from bimmaild.sync import folder_list
+from bimmaild.sync.account_sync import AccountUnavailable, connect
+from bimmaild.sync.service import SyncService
+
+
+class SyncHandlers:
+    def __init__(self, accounts: AccountService, sync: SyncService) -> None:
+        self.accounts = accounts
+        self.sync = sync
+
+    def register(self, router: Router) -> None:
+        router.register("fetch", self.fetch)
+        router.register("account.folders", self.folders)
+
+    async def fetch(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.sync.fetch(
+            params["accounts"], wait=params["wait"], confirm_removals=params["confirm_deletions"]
+        )
+
+    async def folders(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        account = self.accounts.find(params["account"])
+        offline = None
+        if params["refresh"]:
+            try:
+                conn = await connect(account, self.accounts.secrets, self.sync.timeout)
+            except AccountUnavailable as exc:
+                offline = exc.message
+            else:
+                try:
+                    entries = await conn.list_entries()
+                    folder_list.refresh(self.sync.db, account.id, entries, account.trash_folder)
+                except ImapError as exc:
+                    offline = f"listing folders failed: {exc}"
+                finally:
+                    await conn.logout()
+        folder_list.choose(self.sync.db, account.id, params["select"], params["unselect"])
+        rows = folder_q.for_account(self.sync.db.conn, account.id)
+        return {
+            "account": account.name,
+            "offline": offline,
+            "folders": [folder_list.public(row, message_q.count(self.sync.db.conn, row["id"])) for row in rows],
+        }

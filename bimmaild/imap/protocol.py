@@ -1,0 +1,238 @@
+"""aioimaplib's client protocol, with its response handling fixed for real mailboxes.
+
+aioimaplib 2.0.3 (pinned) fails on real mailboxes (DESIGN.md §6, verified
+against Dovecot); each override below names the defect it removes:
+
+* ``data_received``: the library splits a chunk into lines by recursing once
+  per line and copying the tail each time: more than ~1,000 lines in one read
+  raise RecursionError inside ``data_received``, the connection dies and the
+  awaiting command never returns (upstream #118).  Here: one loop over a
+  buffer, literals copied once.
+* ``_untagged_response``: the library deletes every ``"* "`` inside the data
+  (``line.replace(b"* ", b"")``), corrupting subjects and unbalancing
+  parentheses; only the leading one is stripped here.
+* ``StreamingFetch`` replaces ``FetchCommand``, whose completeness check
+  rescans all lines for each new line (quadratic: 16k lines took 43 s) and
+  counts parentheses inside quoted strings (#51).  It tracks the depth
+  incrementally, ignores quoted strings, and hands each complete FETCH item to
+  a callback instead of keeping the whole response in memory: memory stays
+  bounded by one message, whatever the size of the fetch.
+* ``connection_lost`` fails every pending command at once (the library leaves
+  them waiting forever); ``_continuation`` answers a SASL error challenge
+  (the library never does, and AUTHENTICATE hangs).
+
+Everything else (tags, pipelining and serialisation of commands, states) is
+the library's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from aioimaplib import aioimaplib as lib
+
+from bimmaild.imap.errors import ImapConnectionLost, ImapProtocolError
+from bimmaild.imap.parse import FetchItem, ParseError, paren_delta, parse_fetch
+
+log = logging.getLogger(__name__)
+
+_LITERAL = re.compile(rb"\{(\d+)\+?\}$")
+_FETCH_START = re.compile(rb"\d+ FETCH \(")
+
+
+class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped library
+    """aioimaplib's protocol with the fixes listed in the module docstring."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.lost = asyncio.Event()
+        self.lost_reason: BaseException | None = None
+        self.greeted = asyncio.Event()
+        self.greeting_line: bytes = b""
+        self.current_command: Any = None
+        self._buffer = bytearray()
+        self._literal_remaining = 0
+        self._literal_owner: Any = None  # command receiving the literal being read
+        self._continues: Any = None  # command that gets the rest of the line after a literal
+
+    def reset_buffer(self) -> None:
+        """Drop unparsed bytes: what arrives before a TLS handshake must never count after it."""
+        self._buffer.clear()
+        self._literal_remaining = 0
+
+    # -- input ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        pos = 0
+        try:
+            while pos < len(buf):
+                if self._literal_remaining:
+                    pos = self._take_literal(buf, pos)
+                    continue
+                end = buf.find(b"\r\n", pos)
+                if end < 0:
+                    break
+                line = bytes(buf[pos:end])
+                pos = end + 2
+                self._line(line)
+        except Exception as exc:  # a protocol error kills this connection, never the loop
+            log.error("IMAP response handling failed: %s", exc)
+            self._fail_pending(ImapProtocolError(f"unreadable response from the server: {exc}"))
+            if self.transport is not None:
+                self.transport.abort()
+        finally:
+            del buf[:pos]
+
+    def _take_literal(self, buf: bytearray, pos: int) -> int:
+        take = min(self._literal_remaining, len(buf) - pos)
+        owner = self._literal_owner
+        with memoryview(buf) as view:
+            owner.append_literal_data(view[pos : pos + take])
+        self._literal_remaining -= take
+        if not self._literal_remaining:
+            self._continues = owner
+        return pos + take
+
+    def _line(self, line: bytes) -> None:
+        if self._continues is not None:
+            # The text after a literal belongs to the item the literal was part of.
+            cmd = self._continues
+            self._continues = None
+            cmd.append_to_resp(line)
+        else:
+            cmd = self._handle_line(line, self.current_command)
+        match = _LITERAL.search(line)
+        if match:
+            owner = cmd if cmd is not None else lib.Command("NIL", "unused", loop=self.loop)
+            owner.begin_literal_data(int(match.group(1)))
+            self._literal_owner = owner
+            self._literal_remaining = int(match.group(1))
+            self.current_command = owner
+            if not self._literal_remaining:  # {0}
+                self._continues = owner
+        elif cmd is not None and cmd.wait_data():
+            self.current_command = cmd
+        else:
+            self.current_command = None
+
+    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
+        if self.state == lib.CONNECTED and line and not self.greeted.is_set():
+            self.greeting_line = bytes(line)
+            self.greeted.set()
+            if not self.greeting_line.startswith((b"* OK", b"* PREAUTH")):
+                return None  # not IMAP, or BYE: the connection reports it
+        return super()._handle_line(line, current_cmd)
+
+    def _untagged_response(self, line: bytes) -> Any:
+        """The library's dispatch of an untagged line, minus its ``replace(b"* ", b"")``.
+
+        As in the library: a pending sync command (SELECT …) gets whole lines; an
+        async command gets FETCH/EXPUNGE lines whole and other lines without their
+        response name (``LIST``, ``STATUS``, ``SEARCH``, ``CAPABILITY``).
+        """
+        line = line[2:] if line.startswith(b"* ") else line[1:]
+        if self.pending_sync_command is not None:
+            self.pending_sync_command.append_to_resp(line)
+            return self.pending_sync_command
+        match = lib.message_data_re.match(line)
+        if match:
+            name, text = match.group(1), line
+        else:
+            name, _, text = line.partition(b" ")
+        command = self.pending_async_commands.get(name.decode("ascii", "replace").upper())
+        if command is not None:
+            command.append_to_resp(text)
+            return command
+        noop = self.pending_async_commands.get("NOOP")
+        if noop is not None:
+            noop.append_to_resp(line)
+            return noop
+        log.debug("unsolicited response ignored: %.100r", line)
+        return None
+
+    # -- failures ------------------------------------------------------------
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_reason = exc or ImapConnectionLost("the server closed the connection")
+        self.lost.set()
+        self._fail_pending(ImapConnectionLost(f"connection lost: {self.lost_reason}"))
+        super().connection_lost(exc)
+
+    def _fail_pending(self, error: Exception) -> None:
+        for command in [self.pending_sync_command, *self.pending_async_commands.values()]:
+            if command is not None and not command._event.is_set():
+                command._exception = error
+                command.close(b"failed", "KO")
+
+    def _continuation(self, line: bytes) -> None:
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            # A challenge after our initial response is an error report (XOAUTH2 sends
+            # JSON); the empty answer makes the server finish with a tagged NO.
+            assert self.transport is not None
+            self.transport.write(b"\r\n")
+            return
+        super()._continuation(line)
+
+
+class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
+    """A (UID) FETCH whose items go to ``on_item`` as soon as each is complete.
+
+    Only the tagged status line is kept in ``response``.  ``timeout`` is an
+    inactivity timeout: it is re-armed by every line and literal chunk, so a
+    large download is not cut while bytes keep arriving.
+    """
+
+    def __init__(
+        self,
+        tag: str,
+        *args: str,
+        on_item: Callable[[FetchItem], None],
+        by_uid: bool = True,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float | None,
+    ) -> None:
+        super().__init__(
+            "FETCH", tag, *args, prefix="UID" if by_uid else None, untagged_resp_name="FETCH",
+            loop=loop, timeout=timeout,
+        )  # fmt: skip
+        self.on_item = on_item
+        self._parts: list[bytes | bytearray] = []
+        self._depth = 0
+        self.items = 0
+
+    def append_to_resp(self, line: bytes | bytearray, result: str = "Pending") -> None:
+        if result != "Pending":
+            super().append_to_resp(line, result)
+            return
+        self._reset_timer()
+        if isinstance(line, bytearray):  # a literal's content
+            self._parts.append(line)
+            return
+        if not self._parts and not _FETCH_START.match(line):
+            log.debug("unexpected line in FETCH response ignored: %.100r", line)
+            return
+        self._parts.append(line)
+        self._depth += paren_delta(line)
+        if self._depth <= 0 and not self.wait_literal_data():
+            parts, self._parts, self._depth = self._parts, [], 0
+            try:
+                item = parse_fetch(parts)
+            except ParseError as exc:
+                raise ImapProtocolError(f"unparsable FETCH item: {exc}") from None
+            self.items += 1
+            self.on_item(item)
+
+    def begin_literal_data(self, expected_size: int, literal_data: bytes = b"") -> bytes:
+        # A fresh buffer per literal: the previous one now belongs to the item's parts.
+        self._resp_literal_data = bytearray()
+        return super().begin_literal_data(expected_size, literal_data)  # type: ignore[no-any-return]
+
+    def wait_data(self) -> bool:
+        return self._depth > 0 or bool(self.wait_literal_data())

@@ -1,0 +1,60 @@
+"""SQL for the message index: one row per message stored in a folder's Maildir."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+ROW_COLUMNS = (
+    "account_id", "folder_id", "uid", "message_id", "sent_at", "sender", "recipients", "subject",
+    "size", "flags", "internal_date", "filename",
+)  # fmt: skip
+
+
+def insert_many(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+    sql = f"INSERT INTO messages ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"  # noqa: S608
+    conn.executemany(sql, ([row[c] for c in ROW_COLUMNS] for row in rows))
+
+
+def uids(conn: sqlite3.Connection, folder_id: int) -> dict[int, tuple[int, str, str]]:
+    """uid -> (message id, flags, filename) of every indexed message of a folder."""
+    cursor = conn.execute("SELECT uid, id, flags, filename FROM messages WHERE folder_id = ?", (folder_id,))
+    return {uid: (mid, flags, filename) for uid, mid, flags, filename in cursor}
+
+
+def count(conn: sqlite3.Connection, folder_id: int) -> int:
+    return int(conn.execute("SELECT count(*) FROM messages WHERE folder_id = ?", (folder_id,)).fetchone()[0])
+
+
+def update_flags(conn: sqlite3.Connection, changes: Sequence[tuple[str, str, int]]) -> None:
+    """(flags, filename, message id) triples."""
+    conn.executemany("UPDATE messages SET flags = ?, filename = ? WHERE id = ?", changes)
+
+
+def delete(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
+    conn.executemany("DELETE FROM messages WHERE id = ?", ((i,) for i in ids))
+
+
+def by_id(conn: sqlite3.Connection, message_id: int) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT m.*, f.name AS folder, f.maildir AS maildir FROM messages m JOIN folders f ON f.id = m.folder_id "
+        "WHERE m.id = ?",
+        (message_id,),
+    ).fetchone()
+    return row
+
+
+def listing(
+    conn: sqlite3.Connection, account_id: int, folder_id: int | None, limit: int, offset: int
+) -> list[sqlite3.Row]:
+    """Newest first (by Date header, then by id)."""
+    where, args = ("m.account_id = ?", [account_id])
+    if folder_id is not None:
+        where += " AND m.folder_id = ?"
+        args.append(folder_id)
+    sql = (
+        "SELECT m.*, f.name AS folder FROM messages m JOIN folders f ON f.id = m.folder_id "  # noqa: S608
+        f"WHERE {where} ORDER BY m.sent_at DESC, m.id DESC LIMIT ? OFFSET ?"
+    )
+    return conn.execute(sql, (*args, limit, offset)).fetchall()

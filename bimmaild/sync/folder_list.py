@@ -1,0 +1,106 @@
+"""The account's server folders in the store: refreshed from LIST, chosen by the user (R-C1).
+
+A folder's ``selected`` column is NULL until the user chooses; then the
+default of its role applies (inbox, sent, archive and the account's trash
+folder are synchronised; Gmail's All Mail never by default).  A folder that
+disappears from LIST is marked ``gone``, never deleted with its messages: a
+rename or a server mishap must not lose the local copies.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from bimmaild.imap import folders as roles
+from bimmaild.imap.parse import ListEntry
+from bimmaild.protocol.errors import InvalidParams, NotFound
+from bimmaild.store import folders as folder_q
+from bimmaild.store.db import Database
+
+NOT_SELECTABLE = {"\\noselect", "\\nonexistent"}
+
+
+def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account_trash: str) -> list[sqlite3.Row]:
+    with db.transaction() as conn:
+        existing = {row["wire_name"]: row for row in folder_q.for_account(conn, account_id)}
+        taken = {row["maildir"] for row in existing.values()}
+        seen = set()
+        for entry in entries:
+            seen.add(entry.wire_name)
+            values: dict[str, Any] = {
+                "name": entry.name,
+                "delimiter": entry.delimiter,
+                "attributes": " ".join(sorted(entry.attributes)),
+                "role": roles.role_for(entry, account_trash=account_trash),
+                "state": "present",
+            }
+            row = existing.get(entry.wire_name)
+            if row is None:
+                maildir = roles.maildir_name(entry.name, entry.delimiter, taken)
+                taken.add(maildir)
+                folder_q.insert(conn, account_id, {**values, "wire_name": entry.wire_name, "maildir": maildir})
+            else:
+                folder_q.update(conn, row["id"], values)
+        for wire_name, row in existing.items():
+            if wire_name not in seen and row["state"] != "gone":
+                folder_q.update(conn, row["id"], {"state": "gone"})
+        return folder_q.for_account(conn, account_id)
+
+
+def selected(row: sqlite3.Row) -> bool:
+    if row["role"] == "account_trash":
+        return True  # the account's trash folder is always synchronised (R-C3)
+    if row["selected"] is not None:
+        return bool(row["selected"])
+    return bool(roles.selected_by_default(row["role"]))
+
+
+def selectable(row: sqlite3.Row) -> bool:
+    return not ({a.lower() for a in row["attributes"].split()} & NOT_SELECTABLE)
+
+
+def to_sync(rows: Sequence[sqlite3.Row]) -> list[sqlite3.Row]:
+    """Folders a fetch synchronises: present on the server, selectable, selected; INBOX first."""
+    chosen = [r for r in rows if r["state"] == "present" and selectable(r) and selected(r)]
+    return sorted(chosen, key=lambda r: (r["role"] != "inbox", r["id"]))
+
+
+def public(row: sqlite3.Row, local_count: int) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "wire_name": row["wire_name"],
+        "role": row["role"],
+        "selected": selected(row),
+        "selectable": selectable(row),
+        "chosen_by_user": row["selected"] is not None,
+        "state": row["state"],
+        "messages": local_count,
+        "synced_at": row["synced_at"],
+        "attributes": row["attributes"].split(),
+    }
+
+
+def choose(db: Database, account_id: int, select: Sequence[str], unselect: Sequence[str]) -> None:
+    """Record the user's choice; names are folder names (INBOX in any case) or wire names."""
+    with db.transaction() as conn:
+        rows = folder_q.for_account(conn, account_id)
+        for key, names, value in (("select", select, 1), ("unselect", unselect, 0)):
+            for i, name in enumerate(names):
+                row = _find(rows, name)
+                if row is None:
+                    known = ", ".join(r["name"] for r in rows) or "none yet: fetch or refresh first"
+                    raise NotFound(f"no folder {name!r} (folders: {known})", field=f"{key}[{i}]")
+                if value == 0 and row["role"] == "account_trash":
+                    raise InvalidParams(
+                        f"{row['name']!r} is the account's trash folder; it is always synchronised", field=f"{key}[{i}]"
+                    )
+                folder_q.update(conn, row["id"], {"selected": value})
+
+
+def _find(rows: Sequence[sqlite3.Row], name: str) -> sqlite3.Row | None:
+    for row in rows:
+        if name in (row["name"], row["wire_name"]) or (name.upper() == "INBOX" and row["wire_name"] == "INBOX"):
+            return row
+    return None

@@ -1,0 +1,366 @@
+"""Synchronise one folder over an open IMAP connection (R-C2, R-C7).
+
+Order of a run, each step safe to interrupt (a rerun converges, nothing is
+lost or duplicated):
+
+1. reconcile the Maildir with the index (once per folder and process): files
+   a crash delivered but never indexed are indexed from their names, files
+   half-written in ``tmp/`` go, rows whose file vanished are dropped and the
+   folder's UIDNEXT lowered so the next run fetches them again;
+2. STATUS: unchanged folder → done, one round trip;
+3. SELECT (with CONDSTORE when offered); UIDVALIDITY change → re-map by
+   Message-ID (``planner.remap``);
+4. new messages, streamed in batches: each batch's files are written and made
+   durable in a worker thread while the next batch downloads, then its rows
+   are committed; the stream pauses when two batches wait (bounded memory);
+5. flag changes (CHANGEDSINCE with CONDSTORE), then removals, which stop
+   before a mass removal until confirmed;
+6. the folder's state (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, count) is stored
+   last: until then the next STATUS check sees a change and resyncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bimmaild.imap.connection import ImapConnection
+from bimmaild.imap.parse import FetchItem, quote_mailbox, uid_set
+from bimmaild.store import folders as folder_q
+from bimmaild.store import messages as message_q
+from bimmaild.store.db import Database
+from bimmaild.store.maildir import MaildirFolder, NewFile, base_name, file_name, parse_name
+from bimmaild.sync import headers, planner
+
+log = logging.getLogger(__name__)
+
+BATCH_BYTES = 16 * 1024 * 1024
+BATCH_COUNT = 1000
+MAX_WAITING_BATCHES = 2
+BODY = "BODY[]"
+
+
+@dataclass
+class FolderResult:
+    folder: str
+    new: int = 0
+    updated: int = 0
+    removed: int = 0
+    skipped: bool = False  # unchanged since the last sync
+    attention: str | None = None  # safety stop: what needs confirming
+    error: str | None = None
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "folder": self.folder,
+            "new": self.new,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.skipped,
+            "needs_attention": self.attention,
+            "error": self.error,
+        }
+
+
+def _flags_text(flags: tuple[str, ...] | None) -> str:
+    """Stored flags: sorted, without \\Recent (a per-session flag that would look like a change)."""
+    return " ".join(sorted({f for f in flags or () if f.lower() != "\\recent"}))
+
+
+class FolderSync:
+    def __init__(
+        self,
+        db: Database,
+        conn: ImapConnection,
+        account_id: int,
+        folder: Any,
+        path: Path,
+        *,
+        reconcile: bool,
+        confirm_removals: bool,
+    ) -> None:
+        self.db = db
+        self.conn = conn
+        self.account_id = account_id
+        self.folder_id: int = folder["id"]
+        self.name: str = folder["name"]
+        self.mailbox = quote_mailbox(folder["wire_name"])
+        self.stored = planner.Stored(
+            folder["uidvalidity"], folder["uidnext"], folder["highestmodseq"], folder["message_count"]
+        )
+        self.maildir = MaildirFolder(path)
+        self.do_reconcile = reconcile
+        self.confirm_removals = confirm_removals
+        self.condstore = "CONDSTORE" in conn.capabilities or "QRESYNC" in conn.capabilities
+        self.result = FolderResult(self.name)
+
+    async def run(self) -> FolderResult:
+        if self.do_reconcile:
+            await self.reconcile()
+        items = "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" if self.condstore else "(MESSAGES UIDNEXT UIDVALIDITY)"
+        status = await self.conn.status(self.mailbox, items)
+        if planner.unchanged(self.stored, status, self.condstore):
+            self.result.skipped = True
+            return self.result
+        state = await self.conn.select(self.mailbox, condstore=self.condstore)
+        uidvalidity = state.uidvalidity or status.get("UIDVALIDITY")
+        if uidvalidity is None:
+            raise RuntimeError(f"the server gave no UIDVALIDITY for {self.name}")
+        if planner.uidvalidity_changed(self.stored, uidvalidity):
+            await self._remap(uidvalidity)
+        fresh = self.stored.uidnext is None  # first sync: nothing local to update or remove
+        start = planner.fetch_from(self.stored, uidvalidity)
+        await self._fetch_new(uidvalidity, start)
+        removals_done = True
+        if not fresh:
+            await self._update_flags(uidvalidity)
+            removals_done = await self._remove_vanished(state.exists)
+        uidnext = state.uidnext or max(message_q.uids(self.db.conn, self.folder_id), default=0) + 1
+        self._save_state(uidvalidity, uidnext, state.highestmodseq, state.exists, removals_done)
+        return self.result
+
+    # -- 1. reconciliation ---------------------------------------------------
+
+    async def reconcile(self) -> None:
+        await asyncio.to_thread(self.maildir.clear_tmp)
+        on_disk = await asyncio.to_thread(self.maildir.delivered)
+        indexed = message_q.uids(self.db.conn, self.folder_id)
+        by_base = {
+            filename.split(":", 1)[0]: (uid, mid, flags, filename) for uid, (mid, flags, filename) in indexed.items()
+        }
+        missing = [(uid, mid) for base, (uid, mid, _f, _n) in by_base.items() if base not in on_disk]
+        renamed = [(flags, on_disk[base], mid) for base, (_u, mid, flags, name) in by_base.items()
+                   if base in on_disk and on_disk[base] != name]  # fmt: skip
+        orphans = [name for base, name in on_disk.items() if base not in by_base]
+        rows = await asyncio.to_thread(self._index_orphans, orphans)
+        with self.db.transaction() as conn:
+            message_q.delete(conn, [mid for _, mid in missing])
+            message_q.update_flags(conn, renamed)
+            message_q.insert_many(conn, rows)
+            if missing:
+                lowest = min(uid for uid, _ in missing)
+                uidnext = min(lowest, self.stored.uidnext or lowest)
+                folder_q.update(conn, self.folder_id, {"uidnext": uidnext, "message_count": None})
+                self.stored = planner.Stored(self.stored.uidvalidity, uidnext, self.stored.highestmodseq, None)
+        if missing or rows:
+            log.info("%s: reconciled %d unindexed files, %d missing files", self.name, len(rows), len(missing))
+
+    def _index_orphans(self, names: list[str]) -> list[dict[str, Any]]:
+        """Rows for files a crash delivered before their batch was committed (worker thread)."""
+        rows = []
+        for name in names:
+            parsed = parse_name(name)
+            if parsed is None or parsed[0] != self.stored.uidvalidity:
+                self.maildir.remove(name)  # from another UIDVALIDITY era: the server decides again
+                continue
+            raw = self.maildir.read(name)
+            info = name.split(":2,", 1)[1] if ":2," in name else ""
+            flags = [flag for flag, letter in _LETTER_FLAGS.items() if letter in info]
+            rows.append(self._row(parsed[1], raw, tuple(flags), None, name))
+        return rows
+
+    def _row(
+        self, uid: int, raw: bytes | bytearray, flags: tuple[str, ...], internal_date: str | None, filename: str
+    ) -> dict[str, Any]:
+        summary = headers.summary(raw)
+        return {
+            "account_id": self.account_id,
+            "folder_id": self.folder_id,
+            "uid": uid,
+            "message_id": summary.message_id,
+            "sent_at": summary.sent_at,
+            "sender": summary.sender,
+            "recipients": summary.recipients,
+            "subject": summary.subject,
+            "size": len(raw),
+            "flags": _flags_text(flags),
+            "internal_date": internal_date,
+            "filename": filename,
+        }
+
+    # -- 4. new messages -----------------------------------------------------
+
+    async def _fetch_new(self, uidvalidity: int, start: int) -> None:
+        """Download in batches; one batch is written while the next downloads.
+
+        At most MAX_WAITING_BATCHES downloaded batches wait for the writer: memory
+        stays bounded by a few batches whatever the size of the folder.
+        """
+        known = set(message_q.uids(self.db.conn, self.folder_id))
+        sizes: dict[int, int] = {}
+
+        def on_size(item: FetchItem) -> None:
+            if item.uid is not None and item.uid >= start and item.uid not in known:
+                sizes[item.uid] = item.size or 0
+
+        await self.conn.uid_fetch(f"{start}:*", "(UID RFC822.SIZE)", on_size)
+        if not sizes:
+            return
+        await asyncio.to_thread(self.maildir.ensure)
+        queue: asyncio.Queue[list[FetchItem] | None] = asyncio.Queue(MAX_WAITING_BATCHES)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._writer(queue, uidvalidity))
+            for batch in planner.batches(sizes, BATCH_BYTES, BATCH_COUNT):
+                await queue.put(await self._download(batch))
+            await queue.put(None)
+
+    async def _download(self, batch: planner.Batch) -> list[FetchItem]:
+        items: list[FetchItem] = []
+        wanted = set(batch.uids)
+
+        def on_item(item: FetchItem) -> None:
+            if item.uid in wanted and BODY in item.sections:
+                items.append(item)
+
+        await self.conn.uid_fetch(uid_set(batch.uids), "(UID FLAGS INTERNALDATE BODY.PEEK[])", on_item)
+        return items
+
+    async def _writer(self, queue: asyncio.Queue[list[FetchItem] | None], uidvalidity: int) -> None:
+        while (batch := await queue.get()) is not None:
+            rows = await asyncio.to_thread(self._store_batch, batch, uidvalidity)
+            with self.db.transaction() as conn:
+                message_q.insert_many(conn, rows)
+            self.result.new += len(rows)
+
+    def _store_batch(self, batch: list[FetchItem], uidvalidity: int) -> list[dict[str, Any]]:
+        """Worker thread: files durable in the Maildir, then the rows that index them."""
+        files = [NewFile(uidvalidity, item.uid or 0, item.flags or (), item.sections[BODY]) for item in batch]
+        names = self.maildir.write_batch(files)
+        return [
+            self._row(item.uid or 0, item.sections[BODY], item.flags or (), item.internal_date, name)
+            for item, name in zip(batch, names, strict=True)
+        ]
+
+    # -- 3. UIDVALIDITY change -----------------------------------------------
+
+    async def _remap(self, uidvalidity: int) -> None:
+        remote: dict[int, tuple[str | None, int]] = {}
+
+        def on_item(item: FetchItem) -> None:
+            if item.uid is None:
+                return
+            header = next((v for k, v in item.sections.items() if k.startswith("BODY[HEADER")), b"")
+            remote[item.uid] = (headers.summary(header + b"\r\n\r\n").message_id, item.size or 0)
+
+        await self.conn.uid_fetch("1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", on_item)
+        rows = self.db.conn.execute(
+            "SELECT uid, id, message_id, size, flags, filename FROM messages WHERE folder_id = ?", (self.folder_id,)
+        ).fetchall()
+        local = {r["uid"]: (r["message_id"], r["size"]) for r in rows}
+        moved, unmatched_local, _unmatched_remote = planner.remap(local, remote)
+        by_uid = {r["uid"]: r for r in rows}
+        renames = []
+        for old_uid, new_uid in moved.items():
+            row = by_uid[old_uid]
+            new_name = file_name(uidvalidity, new_uid, row["flags"].split())
+            renames.append((row["id"], new_uid, row["filename"], new_name))
+        await asyncio.to_thread(self._rename_files, [(old, new) for _, _, old, new in renames])
+        with self.db.transaction() as conn:
+            # Two steps so that swapped UIDs never collide on UNIQUE(folder_id, uid).
+            conn.executemany("UPDATE messages SET uid = -uid WHERE id = ?", ((mid,) for mid, *_ in renames))
+            conn.executemany(
+                "UPDATE messages SET uid = ?, filename = ? WHERE id = ?",
+                ((new_uid, new_name, mid) for mid, new_uid, _old, new_name in renames),
+            )
+            # Copies matching nothing keep a negative UID: they can never shadow a new server UID,
+            # and the removal step (with its safety stop) decides about them.
+            conn.executemany(
+                "UPDATE messages SET uid = -abs(uid) WHERE id = ?", ((by_uid[uid]["id"],) for uid in unmatched_local)
+            )
+            folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity, "uidnext": 1, "message_count": None})
+        log.info("%s: UIDVALIDITY changed; %d messages re-mapped by Message-ID", self.name, len(renames))
+        self.stored = planner.Stored(uidvalidity, 1, None, None)
+
+    def _rename_files(self, pairs: list[tuple[str, str]]) -> None:
+        for old, new in pairs:
+            self.maildir.rename(old, new)
+        if pairs:
+            self.maildir.sync_directory()
+
+    # -- 5. flags and removals -----------------------------------------------
+
+    async def _update_flags(self, uidvalidity: int) -> None:
+        indexed = message_q.uids(self.db.conn, self.folder_id)
+        if not indexed:
+            return
+        changed: dict[int, tuple[str, ...]] = {}
+
+        def on_item(item: FetchItem) -> None:
+            if item.uid in indexed and item.flags is not None:
+                changed[item.uid] = item.flags
+
+        top = max(indexed)
+        modifier = (
+            f" (CHANGEDSINCE {self.stored.highestmodseq})" if self.condstore and self.stored.highestmodseq else ""
+        )
+        await self.conn.uid_fetch(f"1:{top}", f"(UID FLAGS){modifier}", on_item)
+        updates = []
+        for uid, flags in changed.items():
+            mid, old_flags, filename = indexed[uid]
+            text = _flags_text(flags)
+            if text != old_flags:
+                updates.append((text, filename, file_name(uidvalidity, uid, flags), mid))
+        if not updates:
+            return
+        await asyncio.to_thread(self._rename_files, [(old, new) for _, old, new, _ in updates])
+        with self.db.transaction() as conn:
+            message_q.update_flags(conn, [(text, new, mid) for text, _old, new, mid in updates])
+        self.result.updated += len(updates)
+
+    async def _remove_vanished(self, exists: int | None) -> bool:
+        """Remove local copies of messages gone from the server; False when stopped for safety."""
+        indexed = message_q.uids(self.db.conn, self.folder_id)
+        if not indexed or not planner.may_have_removals(len(indexed), 0, exists):
+            return True
+        present = set(await self.conn.uid_search(f"UID 1:{max(indexed)}"))
+        gone = [uid for uid in indexed if uid not in present]
+        if not gone:
+            return True
+        if planner.is_mass_removal(len(indexed), len(gone)) and not self.confirm_removals:
+            self.result.attention = (
+                f"{self.name}: the server no longer has {len(gone)} of the {len(indexed)} local messages; "
+                "nothing was removed locally (confirm with: bimmailctl fetch --confirm-deletions)"
+            )
+            log.warning(self.result.attention)
+            return False
+        await asyncio.to_thread(self._remove_files, [indexed[uid][2] for uid in gone])
+        with self.db.transaction() as conn:
+            message_q.delete(conn, [indexed[uid][0] for uid in gone])
+        self.result.removed += len(gone)
+        return True
+
+    def _remove_files(self, names: list[str]) -> None:
+        for name in names:
+            self.maildir.remove(name)
+        self.maildir.sync_directory()
+
+    # -- 6. state ------------------------------------------------------------
+
+    def _save_state(
+        self, uidvalidity: int, uidnext: int | None, modseq: int | None, exists: int | None, complete: bool
+    ) -> None:
+        values: dict[str, Any] = {
+            "uidvalidity": uidvalidity,
+            "uidnext": uidnext,
+            "highestmodseq": modseq,
+            # An incomplete sync leaves the count unknown, so the next STATUS check looks again.
+            "message_count": exists if complete else None,
+            "synced_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with self.db.transaction() as conn:
+            folder_q.update(conn, self.folder_id, values)
+
+
+_LETTER_FLAGS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "$Forwarded": "P",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+__all__ = ["FolderResult", "FolderSync", "base_name"]

@@ -1,0 +1,110 @@
+"""Owns the running fetches: at most one per account, joined by later requests.
+
+A fetch is a task of this service, not of the client that asked: ``fetch``
+without ``wait`` returns at once and the work goes on; a client that waits
+and then disconnects does not cancel it (waiters are shielded).  The service
+cancels and awaits its tasks when the daemon stops; an interrupted fetch
+resumes from the store at the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bimmaild.accounts.model import Account
+from bimmaild.accounts.service import AccountService
+from bimmaild.events import EventBus
+from bimmaild.store import status as status_q
+from bimmaild.store.db import Database
+from bimmaild.sync.account_sync import AccountResult, AccountSync
+
+log = logging.getLogger(__name__)
+
+
+class SyncService:
+    def __init__(
+        self, db: Database, accounts: AccountService, mail_root: Path, events: EventBus, timeout: float
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.mail_root = mail_root
+        self.events = events
+        self.timeout = timeout
+        self._running: dict[int, asyncio.Task[AccountResult]] = {}
+        self._reconciled: set[int] = set()
+
+    async def fetch(self, refs: list[str | int], *, wait: bool, confirm_removals: bool = False) -> dict[str, Any]:
+        """Fetch the named accounts (all enabled ones when none is named); R-L1: disabled ones never."""
+        chosen = [self.accounts.find(ref) for ref in refs] if refs else self.accounts.all()
+        skipped = [a.name for a in chosen if not a.enabled]
+        tasks = [self._start(a, confirm_removals) for a in chosen if a.enabled]
+        if not wait:
+            return {"started": [a.name for a in chosen if a.enabled], "skipped_disabled": skipped, "accounts": []}
+        outcomes = await asyncio.gather(*(asyncio.shield(task) for task in tasks), return_exceptions=True)
+        results = [
+            outcome.to_public()
+            if isinstance(outcome, AccountResult)
+            else AccountResult(
+                account.id, account.name, "error", "the fetch was stopped (daemon stopping or account deleted)"
+            ).to_public()
+            for account, outcome in zip([a for a in chosen if a.enabled], outcomes, strict=True)
+        ]
+        return {"started": [a.name for a in chosen if a.enabled], "skipped_disabled": skipped, "accounts": results}
+
+    def running(self, account_id: int) -> bool:
+        task = self._running.get(account_id)
+        return task is not None and not task.done()
+
+    def _start(self, account: Account, confirm_removals: bool) -> asyncio.Task[AccountResult]:
+        task = self._running.get(account.id)
+        if task is not None and not task.done():
+            return task  # a fetch is already under way: join it
+        task = asyncio.get_running_loop().create_task(self._run(account, confirm_removals), name=f"fetch:{account.id}")
+        self._running[account.id] = task
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[AccountResult]) -> None:
+        for account_id, running in list(self._running.items()):
+            if running is task:
+                del self._running[account_id]
+
+    async def _run(self, account: Account, confirm_removals: bool) -> AccountResult:
+        log.info("fetch of account %d %r started", account.id, account.name)
+        sync = AccountSync(
+            self.db, account, self.accounts.secrets, self.mail_root,
+            timeout=self.timeout, reconciled=self._reconciled, confirm_removals=confirm_removals,
+        )  # fmt: skip
+        try:
+            result = await sync.run()
+        except Exception as exc:  # a bug in one account's sync must not take others down
+            log.exception("fetch of account %d failed", account.id)
+            result = AccountResult(account.id, account.name, state="error", error=f"internal error: {exc}")
+        public = result.to_public()
+        if self.accounts.exists(account.id):  # deleted meanwhile: nothing to record
+            with self.db.transaction() as conn:
+                at = datetime.now(UTC).isoformat(timespec="seconds")
+                status_q.write(conn, account.id, result.state, result.error, at, public)
+        log.info(
+            "fetch of account %d done: %s, %d new, %d updated, %d removed",
+            account.id, result.state, public["new"], public["updated"], public["removed"],
+        )  # fmt: skip
+        self.events.publish("fetch.done", public)
+        return result
+
+    async def cancel(self, account_id: int) -> None:
+        """Stop the account's fetch, if any, and wait until it has stopped."""
+        task = self._running.get(account_id)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def close(self) -> None:
+        tasks = [t for t in self._running.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
