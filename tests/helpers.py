@@ -94,3 +94,24 @@ async def run_ctl(
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else b""), 30)
     assert proc.returncode is not None
     return CtlResult(proc.returncode, out.decode(), err.decode())
+
+
+async def spawn_daemon(socket_path: Path, data_dir: Path, *extra: str) -> asyncio.subprocess.Process:
+    """bimmaild as a real process (for SIGKILL tests), ready when its socket answers."""
+    log = data_dir.parent / f"{data_dir.name}.log"
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            str(BIN_DIR / "bimmaild"), "--socket", str(socket_path), "--data-dir", str(data_dir),
+            "--secret-backend", "file", "--log-level", "debug", *extra, stdout=out, stderr=out,
+        )  # fmt: skip
+    from bimmailctl.client import Client, DaemonNotRunning
+
+    for _ in range(200):
+        try:
+            async with await Client.connect(socket_path):
+                return process
+        except DaemonNotRunning:
+            if process.returncode is not None:
+                raise RuntimeError(f"bimmaild exited with {process.returncode}; see {log}") from None
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"bimmaild did not start; see {log}")

@@ -217,7 +217,7 @@ class MailboxState:
     permanent_flags: tuple[str, ...] | None = None
 
 
-_EXISTS = re.compile(rb"(\d+)[ \t]+EXISTS\b", re.IGNORECASE)
+_EXISTS = re.compile(rb"([0-9]{1,20})[ \t]+EXISTS\b", re.IGNORECASE)
 # "OK [CODE args] text", or the tagged line's text "[CODE] text".
 _CODE = re.compile(rb"(?:OK[ \t]+)?\[([A-Za-z0-9.-]+)(?:[ \t]+([^\]]*))?\]", re.IGNORECASE)
 _NUMBER_CODES = {b"UIDVALIDITY": "uidvalidity", b"UIDNEXT": "uidnext", b"HIGHESTMODSEQ": "highestmodseq"}
@@ -241,7 +241,7 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> MailboxState:
             continue
         name, args = code.group(1).upper(), (code.group(2) or b"").strip()
         if name in _NUMBER_CODES:
-            if not args.isdigit():
+            if not args.isdigit() or len(args) > 20:
                 raise ParseError(f"{name.decode()}: expected a number in {excerpt(line)}")
             setattr(state, _NUMBER_CODES[name], int(args))
         elif name == b"NOMODSEQ":
@@ -288,7 +288,7 @@ def parse_search(lines: Sequence[bytes | bytearray]) -> list[int]:
 
 def _search_numbers(text: bytes) -> list[int]:
     numbers = text.split()
-    if numbers and not b"".join(numbers).isdigit():
+    if numbers and (not b"".join(numbers).isdigit() or max(map(len, numbers)) > 20):
         raise ParseError(f"SEARCH: expected numbers, got {excerpt(text)}")
     return [int(n) for n in numbers]
 
@@ -311,7 +311,7 @@ def uid_set(uids: Iterable[int]) -> str:
     return ",".join(ranges)
 
 
-_SET_ELEMENT = re.compile(r"([0-9]+|\*)(?::([0-9]+|\*))?")
+_SET_ELEMENT = re.compile(r"([0-9]{1,20}|\*)(?::([0-9]{1,20}|\*))?")
 MAX_SET_SIZE = 10_000_000
 
 
@@ -327,7 +327,7 @@ def parse_uid_set(text: str, *, max_uid: int | None = None, limit: int = MAX_SET
         match = _SET_ELEMENT.fullmatch(element)
         if not match:
             raise ParseError(f"not an IMAP sequence set: {excerpt(text)}")
-        low, high = (_setnumber(n, max_uid) for n in (match.group(1), match.group(2) or match.group(1)))
+        low, high = (_set_number(n, max_uid) for n in (match.group(1), match.group(2) or match.group(1)))
         low, high = min(low, high), max(low, high)
         if high - low >= limit - len(found):
             raise ParseError(f"sequence set {excerpt(text)} has more than {limit} numbers")
@@ -335,15 +335,15 @@ def parse_uid_set(text: str, *, max_uid: int | None = None, limit: int = MAX_SET
     return sorted(found)
 
 
-def _setnumber(text: str, max_uid: int | None) -> int:
+def _set_number(text: str, max_uid: int | None) -> int:
     if text == "*":
         if max_uid is None:
             raise ValueError("'*' in a sequence set needs max_uid")
         return max_uid
-    number = int(text)
-    if number < 1:
+    value = int(text)
+    if value < 1:
         raise ParseError("0 is not a valid message number or UID")
-    return number
+    return value
 
 
 _VANISHED = re.compile(rb"VANISHED(?:[ \t]+\(EARLIER\))?[ \t]+([0-9:,]+)[ \t\r\n]*", re.IGNORECASE)

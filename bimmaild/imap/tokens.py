@@ -13,8 +13,9 @@ text, no recursion limit, and each literal copied exactly once
 folder, R-C2), hence two paths: segments of plain atoms and parentheses (the
 ``n FETCH (UID … FLAGS (…) MODSEQ (…))`` lines that dominate a flag sync) are
 split by ``bytes.split`` in C; any other segment is scanned by one compiled
-regular expression matched once per token, never per byte.  A property test
-checks both paths against a naive reference tokenizer.
+regular expression matched once per token, never per byte.  Property tests
+serialise generated values (literals included) and parse them back, through
+both paths.
 
 Atoms are decoded as UTF-8 with ``surrogateescape``: lossless, so a name
 that a broken server sent in 8-bit can be sent back byte for byte.
@@ -156,8 +157,8 @@ def paren_delta(line: bytes | bytearray) -> int:
 
 
 def number(value: Value, what: str) -> int:
-    """A non-negative decimal number (an atom of ASCII digits)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    """A non-negative decimal number of at most 20 digits (IMAP's largest, mod-sequences, are 63-bit)."""
+    if isinstance(value, str) and len(value) <= 20 and value.isascii() and value.isdigit():
         return int(value)
     raise ParseError(f"{what}: expected a number, got {value!r}")
 

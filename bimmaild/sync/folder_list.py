@@ -27,13 +27,15 @@ def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account
         existing = {row["wire_name"]: row for row in folder_q.for_account(conn, account_id)}
         taken = {row["maildir"] for row in existing.values()}
         seen = set()
+        # One folder per role by attribute: a Gmail label named "Sent" stays a label.
+        assigned = roles.assign_roles(entries, account_trash=account_trash)
         for entry in entries:
             seen.add(entry.wire_name)
             values: dict[str, Any] = {
                 "name": entry.name,
                 "delimiter": entry.delimiter,
                 "attributes": " ".join(sorted(entry.attributes)),
-                "role": roles.role_for(entry, account_trash=account_trash),
+                "role": assigned.get(entry.wire_name),
                 "state": "present",
             }
             row = existing.get(entry.wire_name)

@@ -112,6 +112,11 @@ class FolderSync:
             raise RuntimeError(f"the server gave no UIDVALIDITY for {self.name}")
         if planner.uidvalidity_changed(self.stored, uidvalidity):
             await self._remap(uidvalidity)
+        elif self.stored.uidvalidity is None:
+            # Known before the first file is written, so that a crash mid-way leaves files
+            # the next run can recognise as this folder's (reconciliation compares it).
+            with self.db.transaction() as conn:
+                folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity})
         fresh = self.stored.uidnext is None  # first sync: nothing local to update or remove
         start = planner.fetch_from(self.stored, uidvalidity)
         await self._fetch_new(uidvalidity, start)
@@ -251,7 +256,7 @@ class FolderSync:
             "SELECT uid, id, message_id, size, flags, filename FROM messages WHERE folder_id = ?", (self.folder_id,)
         ).fetchall()
         local = {r["uid"]: (r["message_id"], r["size"]) for r in rows}
-        moved, unmatched_local, _unmatched_remote = planner.remap(local, remote)
+        moved, _unmatched_local, _unmatched_remote = planner.remap(local, remote)
         by_uid = {r["uid"]: r for r in rows}
         renames = []
         for old_uid, new_uid in moved.items():
@@ -260,16 +265,13 @@ class FolderSync:
             renames.append((row["id"], new_uid, row["filename"], new_name))
         await asyncio.to_thread(self._rename_files, [(old, new) for _, _, old, new in renames])
         with self.db.transaction() as conn:
-            # Two steps so that swapped UIDs never collide on UNIQUE(folder_id, uid).
-            conn.executemany("UPDATE messages SET uid = -uid WHERE id = ?", ((mid,) for mid, *_ in renames))
+            # Every old UID first becomes negative, so that no new UID collides with an old one on
+            # UNIQUE(folder_id, uid).  Copies matching nothing keep theirs negative: they can never
+            # shadow a new server UID, and the removal step (with its safety stop) decides about them.
+            conn.execute("UPDATE messages SET uid = -abs(uid) WHERE folder_id = ?", (self.folder_id,))
             conn.executemany(
                 "UPDATE messages SET uid = ?, filename = ? WHERE id = ?",
                 ((new_uid, new_name, mid) for mid, new_uid, _old, new_name in renames),
-            )
-            # Copies matching nothing keep a negative UID: they can never shadow a new server UID,
-            # and the removal step (with its safety stop) decides about them.
-            conn.executemany(
-                "UPDATE messages SET uid = -abs(uid) WHERE id = ?", ((by_uid[uid]["id"],) for uid in unmatched_local)
             )
             folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity, "uidnext": 1, "message_count": None})
         log.info("%s: UIDVALIDITY changed; %d messages re-mapped by Message-ID", self.name, len(renames))
@@ -294,6 +296,8 @@ class FolderSync:
                 changed[item.uid] = item.flags
 
         top = max(indexed)
+        if top < 1:  # only copies waiting for the removal step (after a UIDVALIDITY change)
+            return
         modifier = (
             f" (CHANGEDSINCE {self.stored.highestmodseq})" if self.condstore and self.stored.highestmodseq else ""
         )
@@ -316,7 +320,8 @@ class FolderSync:
         indexed = message_q.uids(self.db.conn, self.folder_id)
         if not indexed or not planner.may_have_removals(len(indexed), 0, exists):
             return True
-        present = set(await self.conn.uid_search(f"UID 1:{max(indexed)}"))
+        top = max(indexed)
+        present = set(await self.conn.uid_search(f"UID 1:{top}")) if top >= 1 else set()
         gone = [uid for uid in indexed if uid not in present]
         if not gone:
             return True

@@ -89,6 +89,18 @@ class ImapUser:
         self.server.chown_tree(self.home)
         return target
 
+    def deliver_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
+        """Many messages at once (one ownership pass at the end): big mailboxes in seconds."""
+        base = self.folder_dir(folder)
+        for sub in ("tmp", "new", "cur"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        stamp = time.time_ns()
+        for i, raw in enumerate(raws):
+            name = f"{stamp}.{i}.bimmail-test"
+            (base / "tmp" / name).write_bytes(raw)
+            os.replace(base / "tmp" / name, base / "new" / name)
+        self.server.chown_tree(self.home)
+
     @contextlib.contextmanager
     def imap(self) -> Iterator[imaplib.IMAP4]:
         """A logged-in stdlib IMAP client over STARTTLS: the 'other client' / webmail of tests."""
