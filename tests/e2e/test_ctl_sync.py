@@ -1,0 +1,67 @@
+"""bimmailctl fetch / account folders / messages, as a user types them, against the real Dovecot."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import RunningDaemon, run_ctl
+from tests.servers.fixtures import MailServers
+from tests.sync.test_sync import make_message
+
+
+async def _add(daemon: RunningDaemon, servers: MailServers) -> None:
+    imap = servers.imap()
+    added = await run_ctl(
+        daemon.socket_path, "account", "add", "--name", "Work", "--email", servers.user.login, "--password-stdin",
+        "--imap-host", imap["host"], "--imap-port", str(imap["port"]), "--imap-security", "ssl",
+        "--smtp-host", "127.0.0.1", "--smtp-port", str(servers.smtp.ports["starttls"]),
+        "--tls-ca-file", servers.ca_file, "--no-test",
+        stdin=servers.user.password + "\n",
+    )  # fmt: skip
+    assert added.code == 0, added.stderr
+
+
+async def test_fetch_list_show(daemon: RunningDaemon, mail_servers: MailServers) -> None:
+    mail_servers.user.deliver_many([make_message(i) for i in range(5)])
+    mail_servers.user.deliver_many([make_message(9, folder="Sent")], "Sent")
+    await _add(daemon, mail_servers)
+    fetched = await run_ctl(daemon.socket_path, "--json", "fetch", "--wait")
+    assert fetched.code == 0, fetched.stderr
+    result = json.loads(fetched.stdout)
+    [account] = result["accounts"]
+    assert (account["account"], account["state"], account["new"]) == ("Work", "ok", 6)
+    assert {f["folder"]: f["new"] for f in account["folders"]} == {"INBOX": 5, "Sent": 1, "Archive": 0}
+
+    table = await run_ctl(daemon.socket_path, "fetch", "--wait", "Work")
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ACCOUNT", "FOLDER", "NEW", "UPDATED", "REMOVED", "STATE", "NOTE"]
+    assert lines[1].split()[:6] == ["Work", "(all)", "0", "0", "0", "ok"]
+    assert "unchanged" in table.stdout
+
+    listed = await run_ctl(daemon.socket_path, "messages", "list", "--account", "Work", "--folder", "INBOX")
+    assert listed.stdout.splitlines()[0].split() == ["ID", "DATE", "FROM", "SUBJECT", "FOLDER", "FLAGS"]
+    assert len(listed.stdout.splitlines()) == 6
+    rows = json.loads((await run_ctl(daemon.socket_path, "--json", "messages", "list", "--account", "Work")).stdout)
+    assert set(rows[0]) >= {"id", "account", "folder", "uid", "message_id", "date", "from", "subject", "flags"}
+    shown = await run_ctl(daemon.socket_path, "messages", "show", str(rows[0]["id"]))
+    assert "Subject: Réunion n°" in shown.stdout and "à bientôt" in shown.stdout
+    raw = await run_ctl(daemon.socket_path, "messages", "show", str(rows[0]["id"]), "--raw")
+    assert raw.stdout.startswith("From: ") or "Message-ID:" in raw.stdout
+    missing = await run_ctl(daemon.socket_path, "messages", "show", "99999")
+    assert missing.code == 4
+
+
+async def test_folders_command(daemon: RunningDaemon, mail_servers: MailServers) -> None:
+    await _add(daemon, mail_servers)
+    shown = await run_ctl(daemon.socket_path, "account", "folders", "Work")
+    assert shown.code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()[1:]}
+    assert rows["INBOX"][:2] == ["inbox", "yes"]
+    assert rows["Junk"][:2] == ["junk", "no"]
+    changed = await run_ctl(
+        daemon.socket_path, "--json", "account", "folders", "Work", "--select", "Junk", "--unselect", "Archive"
+    )
+    selected = {f["name"]: f["selected"] for f in json.loads(changed.stdout)["folders"]}
+    assert selected["Junk"] is True and selected["Archive"] is False
+    unknown = await run_ctl(daemon.socket_path, "account", "folders", "Work", "--select", "Nope")
+    assert unknown.code == 4 and "no folder 'Nope'" in unknown.stderr
