@@ -102,6 +102,7 @@ def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
             ("separator", repr(account["separator"])),
             ("enabled", yes_no(account["enabled"])),
             ("auto-fetch", yes_no(account["auto_fetch"])),
+            ("state", _state_line(account.get("status") or {})),
             ("created", account["created_at"]),
             ("updated", account["updated_at"]),
         ],
@@ -109,18 +110,32 @@ def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
     )
 
 
+def _state_line(status: dict[str, Any]) -> str:
+    if not status or status.get("state") == "new":
+        return "never fetched"
+    line = f"{status['state']} (last fetch {status.get('last_fetch_at') or '-'})"
+    return f"{line}: {status['message']}" if status.get("message") else line
+
+
 def account_table(accounts: Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
     if not accounts:
         out.write("no accounts (add one with: bimmailctl account add --help)\n")
         return
     table(
-        ("ID", "NAME", "ADDRESS", "ENABLED", "AUTO-FETCH", "PRIMARY"),
+        ("ID", "NAME", "ADDRESS", "ENABLED", "AUTO-FETCH", "PRIMARY", "STATE"),
         [
-            (a["id"], a["name"], a["email"], yes_no(a["enabled"]), yes_no(a["auto_fetch"]), "*" if a["primary"] else "")
+            (
+                a["id"], a["name"], a["email"], yes_no(a["enabled"]), yes_no(a["auto_fetch"]),
+                "*" if a["primary"] else "", a.get("status", {}).get("state", ""),
+            )
             for a in accounts
         ],
         out,
-    )
+    )  # fmt: skip
+    for a in accounts:
+        status = a.get("status") or {}
+        if status.get("state") in ("error", "needs-attention") and status.get("message"):
+            out.write(f"{a['name']}: {status['state']}: {status['message']}\n")
 
 
 def notes(lines: Sequence[str], out: TextIO = sys.stdout) -> None:

@@ -152,7 +152,7 @@ ACCOUNT_RESULT = (
 FETCH_RESULT = (
     "{started: [account name], skipped_disabled: [account name], accounts: [{account_id, account, "
     "state: ok|error|needs-attention, error, new, updated, removed, folders: [{folder, new, updated, removed, "
-    "unchanged, needs_attention, error}]}]} (accounts is empty without wait)"
+    "unchanged, needs_attention, error}], notes: [str]}]} (accounts is empty without wait)"
 )
 
 FOLDER_RESULT = (

@@ -43,6 +43,7 @@ class AccountResult:
     state: str = "ok"  # ok | error | needs-attention
     error: str | None = None
     folders: list[FolderResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class AccountResult:
             "updated": sum(f.updated for f in self.folders),
             "removed": sum(f.removed for f in self.folders),
             "folders": [f.to_public() for f in self.folders],
+            "notes": self.notes,
         }
 
 
@@ -132,6 +134,10 @@ class AccountSync:
     async def _folders(self, conn: ImapConnection, result: AccountResult) -> None:
         entries = await conn.list_entries()
         rows = folder_list.refresh(self.db, self.account.id, entries, self.account.trash_folder)
+        for name in folder_list.gone(rows):
+            result.notes.append(
+                f"folder {name!r} is no longer on the server (renamed or deleted there); its local copies are kept"
+            )
         account_dir = self.mail_root / str(self.account.id)
         for row in folder_list.to_sync(rows):
             sync = FolderSync(

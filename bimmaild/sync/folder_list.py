@@ -51,6 +51,11 @@ def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account
         return folder_q.for_account(conn, account_id)
 
 
+def gone(rows: Sequence[sqlite3.Row]) -> list[str]:
+    """Synchronised folders the server no longer lists (renamed or deleted there)."""
+    return [r["name"] for r in rows if r["state"] == "gone" and r["synced_at"] is not None]
+
+
 def selected(row: sqlite3.Row) -> bool:
     if row["role"] == "account_trash":
         return True  # the account's trash folder is always synchronised (R-C3)

@@ -30,8 +30,16 @@ async def test_issue_walkthrough(daemon: RunningDaemon) -> None:
     assert "added account Work (#1)" in added.stdout
 
     table = await run_ctl(sock, "account", "list")
-    assert table.stdout.splitlines()[0].split() == ["ID", "NAME", "ADDRESS", "ENABLED", "AUTO-FETCH", "PRIMARY"]
-    assert table.stdout.splitlines()[1].split() == ["1", "Work", "me@example.org", "yes", "yes", "*"]
+    assert table.stdout.splitlines()[0].split() == [
+        "ID",
+        "NAME",
+        "ADDRESS",
+        "ENABLED",
+        "AUTO-FETCH",
+        "PRIMARY",
+        "STATE",
+    ]
+    assert table.stdout.splitlines()[1].split() == ["1", "Work", "me@example.org", "yes", "yes", "*", "new"]
 
     listed = json.loads((await run_ctl(sock, "--json", "account", "list")).stdout)
     assert {k: listed[0][k] for k in ("id", "name", "email", "enabled", "auto_fetch", "primary")} == {

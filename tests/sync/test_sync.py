@@ -242,6 +242,9 @@ async def test_folder_deleted_on_server_keeps_local_copies(
     result = await fetch(client)
     assert result["state"] == "ok"
     assert "Projets" not in by_folder(result)
+    assert result["notes"] == [
+        "folder 'Projets' is no longer on the server (renamed or deleted there); its local copies are kept"
+    ]
     folders = {f["name"]: f for f in (await client.call("account.folders", {"account": "Work"}))["folders"]}
     assert folders["Projets"]["state"] == "gone"
     assert folders["Projets"]["messages"] == 5, "nothing deleted locally"
