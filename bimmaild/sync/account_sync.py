@@ -122,8 +122,10 @@ class AccountSync:
             return result
         try:
             await self._folders(conn, result)
-        except (ImapError, OSError) as exc:
+        except (ImapError, ConnectionError, TimeoutError) as exc:
             result.state, result.error = "error", f"connection to the IMAP server failed: {_describe(exc)}"
+        except OSError as exc:  # the local side: disk full, read-only data dir …
+            result.state, result.error = "error", f"cannot write the local store: {_describe(exc)}"
         finally:
             await conn.logout()
         if result.state == "ok" and any(f.attention for f in result.folders):
