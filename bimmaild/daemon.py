@@ -30,16 +30,19 @@ from bimmaild.accounts.service import AccountService
 from bimmaild.conntest import runner as conntest
 from bimmaild.control.handlers.accounts import AccountHandlers
 from bimmaild.control.handlers.messages import MessageHandlers
+from bimmaild.control.handlers.projects import ProjectHandlers
 from bimmaild.control.handlers.providers import ProviderHandlers
 from bimmaild.control.handlers.sync import SyncHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
 from bimmaild.control.server import ControlServer, StartupError, ensure_private_dir
 from bimmaild.events import EventBus
+from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
 from bimmaild.sync.service import SyncService
+from bimmaild.sync.trash import Trash
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,8 @@ class Daemon:
         stack.push_async_callback(sync.close)
         AccountHandlers(accounts).register(router)
         SyncHandlers(accounts, sync).register(router)
-        MessageHandlers(db, accounts, data_dir / "mail").register(router)
+        MessageHandlers(db, accounts, data_dir / "mail", Trash(db, data_dir / "mail"), sync).register(router)
+        ProjectHandlers(Projects(db, data_dir)).register(router)
         ProviderHandlers(providers).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:

@@ -27,6 +27,8 @@ def summary(row: Any) -> dict[str, Any]:
         "subject": row["subject"],
         "size": row["size"],
         "flags": row["flags"].split(),
+        "origin": row["origin"],
+        "pending": row["pending"] is not None,
     }
 
 

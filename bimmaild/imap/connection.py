@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,16 @@ from bimmaild.imap.errors import (
     LoginDisabled,
     StartTlsUnavailable,
 )
-from bimmaild.imap.parse import FetchItem, ListEntry, MailboxState, parse_list, parse_search, parse_select, parse_status
+from bimmaild.imap.parse import (
+    FetchItem,
+    ListEntry,
+    MailboxState,
+    parse_list,
+    parse_search,
+    parse_select,
+    parse_status,
+    parse_uid_set,
+)
 from bimmaild.imap.protocol import ImapProtocol, StreamingFetch
 
 __all__ = [
@@ -66,6 +76,21 @@ class TlsInfo:
     version: str | None
     cipher: str | None
     peer_certificate: bytes | None  # DER
+
+
+_COPYUID = re.compile(rb"\[COPYUID \d+ ([0-9:,]+) ([0-9:,]+)\]")
+_NAMESPACE = re.compile(rb'^\(\("([^"]*)" (?:"((?:[^"\\]|\\.)*)"|NIL)\)')
+
+
+def copyuid(lines: list[bytes | bytearray]) -> dict[int, int]:
+    """Old UID -> new UID from a COPYUID response code (UIDPLUS), wherever it came."""
+    for line in lines:
+        match = _COPYUID.search(bytes(line))
+        if match:
+            old = parse_uid_set(match.group(1).decode())
+            new = parse_uid_set(match.group(2).decode())
+            return dict(zip(old, new, strict=False))
+    return {}
 
 
 def _items(lines: list[bytes | bytearray]) -> list[list[bytes | bytearray]]:
@@ -262,8 +287,38 @@ class ImapConnection:
         return parse_status(b"STATUS " + lines[-1])[1]
 
     async def uid_search(self, criteria: str) -> list[int]:
-        response = await self._checked("SEARCH", *criteria.split(" "), prefix="UID", untagged="SEARCH")
+        response = await self._checked("SEARCH", criteria, prefix="UID", untagged="SEARCH")
         return parse_search([b"SEARCH " + bytes(line) for line in response.lines[:-1]])
+
+    async def uid_move(self, uids: str, mailbox: str) -> dict[int, int]:
+        """UID MOVE (RFC 6851); returns old UID -> new UID from COPYUID when the server gives it."""
+        response = await self._checked("MOVE", uids, mailbox, prefix="UID")
+        return copyuid(response.lines)
+
+    async def uid_copy(self, uids: str, mailbox: str) -> dict[int, int]:
+        response = await self._checked("COPY", uids, mailbox, prefix="UID")
+        return copyuid(response.lines)
+
+    async def uid_store(self, uids: str, action: str, flags: str) -> None:
+        await self._checked("STORE", uids, action, flags, prefix="UID", untagged="FETCH")
+
+    async def uid_expunge(self, uids: str) -> None:
+        """UID EXPUNGE (UIDPLUS): removes only these messages, never another client's \\Deleted ones."""
+        if "UIDPLUS" not in self.capabilities:
+            raise CommandFailed("UID EXPUNGE", "NO", "the server lacks UIDPLUS")
+        await self._checked("EXPUNGE", uids, prefix="UID")
+
+    async def namespace_prefix(self) -> tuple[str, str | None]:
+        """The personal namespace's prefix and delimiter (RFC 2342), ("", None) when unknown."""
+        if "NAMESPACE" not in self.capabilities:
+            return "", None
+        response = await self._checked("NAMESPACE", untagged="NAMESPACE")
+        for line in response.lines[:-1]:
+            match = _NAMESPACE.match(bytes(line))
+            if match:
+                delimiter = match.group(2).decode() if match.group(2) is not None else None
+                return match.group(1).decode("utf-8", "replace"), delimiter
+        return "", None
 
     async def uid_fetch(
         self, uids: str, attributes: str, on_item: Callable[[FetchItem], None], *, inactivity: float | None = None

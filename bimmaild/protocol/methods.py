@@ -161,7 +161,10 @@ FOLDER_RESULT = (
     "messages (local), synced_at, attributes}]}"
 )
 
-MESSAGE_FIELDS = "id, account_id, account, folder, uid, message_id, date, from, to, subject, size, flags: [str]"
+MESSAGE_FIELDS = (
+    "id, account_id, account, folder, uid, message_id, date, from, to, subject, size, flags: [str], "
+    "origin: folder it was deleted from (trash) or nil, pending: true while a server operation is queued"
+)
 
 _ACCOUNT_ERRORS = (E.INVALID_PARAMS, E.NOT_FOUND)
 
@@ -182,7 +185,7 @@ METHODS: tuple[Method, ...] = (
         "State of the daemon.",
         (),
         "{daemon_version, protocol, pid, started_at, uptime_seconds, data_dir, socket, "
-        "secret_backend, accounts: {total, enabled, primary}}",
+        "secret_backend, accounts: {total, enabled, primary}, pending_operations: {account name: count}}",
     ),
     Method(
         "subscribe",
@@ -295,11 +298,80 @@ METHODS: tuple[Method, ...] = (
         (
             ACCOUNT_REF,
             Param("folder", "str", "Only this folder (its name).", max_len=1000),
+            Param("trash", "bool", "Only the account's trash folder (R-C4).", default=False),
             Param("limit", "int", "At most this many.", default=50, min=1, max=10000),
             Param("offset", "int", "Skip this many first (paging).", default=0, min=0),
         ),
         f"[{{{MESSAGE_FIELDS}}}]",
         (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "messages.delete",
+        "Move messages into the account's trash folder, locally at once and on the server through the "
+        "journal (R-C4, R-C7); messages already in the trash are deleted for good with permanent and confirm.",
+        (
+            Param("ids", "list", "Message ids (messages.list).", required=True, item_kind="int", max_items=10000),
+            Param(
+                "permanent", "bool", "Delete messages of the trash for good (expunged on the server).", default=False
+            ),
+            Param("confirm", "bool", "Required with permanent.", default=False),
+        ),
+        "{moved_to_trash | deleted: [id], accounts: [account id]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.CONFIRMATION_REQUIRED),
+    ),
+    Method(
+        "messages.restore",
+        "Move messages of the trash back to the folder they were deleted from (server and local).",
+        (Param("ids", "list", "Message ids (messages.list).", required=True, item_kind="int", max_items=10000),),
+        "{restored: [id], accounts: [account id]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "messages.assign",
+        "Give a project its own copy of messages: it stays readable there whatever happens to the "
+        "account or the server (R-C6, R-X2).",
+        (
+            Param("ids", "list", "Message ids (messages.list).", required=True, item_kind="int", max_items=10000),
+            Param("project", "str", "Project name.", required=True, max_len=200),
+        ),
+        "{project, assigned: [project message id]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "messages.unassign",
+        "Remove messages from a project (account message ids, or project message ids).",
+        (
+            Param("ids", "list", "Message ids (messages.list).", required=True, item_kind="int", max_items=10000),
+            Param("project", "str", "Project name.", required=True, max_len=200),
+        ),
+        "{project, unassigned: [project message id]}",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "project.add",
+        "Create a project.",
+        (Param("name", "str", "Project name, unique.", required=True, max_len=200),),
+        "{id, name, created_at, messages}",
+        (E.INVALID_PARAMS, E.CONFLICT),
+    ),
+    Method("project.list", "All projects.", (), "[{id, name, created_at, messages}]"),
+    Method(
+        "project.messages",
+        "The messages of a project, newest first.",
+        (Param("project", "str", "Project name.", required=True, max_len=200),),
+        "[{id, source_id, project, account, account_email, folder, message_id, date, from, to, subject, size, "
+        "assigned_at}]",
+        (E.NOT_FOUND,),
+    ),
+    Method(
+        "project.show_message",
+        "One message of a project (its own copy).",
+        (
+            Param("id", "int", "Project message id.", required=True, min=1),
+            Param("raw", "bool", "Also return the message's bytes.", default=False),
+        ),
+        "{project message fields, path, headers, text, attachments, raw: bin (with raw)}",
+        (E.NOT_FOUND,),
     ),
     Method(
         "messages.show",
@@ -347,6 +419,11 @@ METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
 
 EVENTS: tuple[Event, ...] = (
     Event("fetch.done", "A fetch of an account ended (manual or automatic).", "the account entry of the fetch result"),
+    Event(
+        "trash.changed",
+        "A trash mirror run ended (after a delete or restore, or on its schedule).",
+        "the account entry of the fetch result",
+    ),
     Event(
         "account.changed",
         "An account was added, modified or deleted (by any client).",

@@ -17,9 +17,13 @@ def insert_many(conn: sqlite3.Connection, rows: Iterable[Mapping[str, Any]]) -> 
     conn.executemany(sql, ([row[c] for c in ROW_COLUMNS] for row in rows))
 
 
-def uids(conn: sqlite3.Connection, folder_id: int) -> dict[int, tuple[int, str, str]]:
-    """uid -> (message id, flags, filename) of every indexed message of a folder."""
-    cursor = conn.execute("SELECT uid, id, flags, filename FROM messages WHERE folder_id = ?", (folder_id,))
+def uids(conn: sqlite3.Connection, folder_id: int, *, settled_only: bool = False) -> dict[int, tuple[int, str, str]]:
+    """uid -> (message id, flags, filename) of the indexed messages of a folder.
+
+    ``settled_only``: without those waiting for a server operation (``pending``).
+    """
+    where = "folder_id = ? AND pending IS NULL" if settled_only else "folder_id = ?"
+    cursor = conn.execute(f"SELECT uid, id, flags, filename FROM messages WHERE {where}", (folder_id,))  # noqa: S608
     return {uid: (mid, flags, filename) for uid, mid, flags, filename in cursor}
 
 
@@ -38,8 +42,8 @@ def delete(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
 
 def by_id(conn: sqlite3.Connection, message_id: int) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(
-        "SELECT m.*, f.name AS folder, f.maildir AS maildir FROM messages m JOIN folders f ON f.id = m.folder_id "
-        "WHERE m.id = ?",
+        "SELECT m.*, f.name AS folder, f.maildir AS maildir, o.name AS origin FROM messages m "
+        "JOIN folders f ON f.id = m.folder_id LEFT JOIN folders o ON o.id = m.origin_folder_id WHERE m.id = ?",
         (message_id,),
     ).fetchone()
     return row
@@ -54,7 +58,8 @@ def listing(
         where += " AND m.folder_id = ?"
         args.append(folder_id)
     sql = (
-        "SELECT m.*, f.name AS folder FROM messages m JOIN folders f ON f.id = m.folder_id "  # noqa: S608
-        f"WHERE {where} ORDER BY m.sent_at DESC, m.id DESC LIMIT ? OFFSET ?"
+        "SELECT m.*, f.name AS folder, o.name AS origin FROM messages m JOIN folders f ON f.id = m.folder_id "  # noqa: S608
+        f"LEFT JOIN folders o ON o.id = m.origin_folder_id WHERE {where} "
+        "ORDER BY m.sent_at DESC, m.id DESC LIMIT ? OFFSET ?"
     )
     return conn.execute(sql, (*args, limit, offset)).fetchall()

@@ -98,4 +98,47 @@ MIGRATIONS: tuple[str, ...] = (
         last_result   TEXT
     );
     """,
+    # 4: the server trash mirror (R-C3..C6), the journal of server operations (R-C7), projects.
+    """
+    -- For a message in the account's trash folder: the folder it was deleted from (restore).
+    ALTER TABLE messages ADD COLUMN origin_folder_id INTEGER REFERENCES folders (id) ON DELETE SET NULL;
+    -- The journal entry of a server operation on this message not yet confirmed (its UID is then
+    -- a placeholder, and no sync may remove the row).
+    ALTER TABLE messages ADD COLUMN pending INTEGER;
+    CREATE TABLE journal (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id  INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        kind        TEXT NOT NULL CHECK (kind IN ('create', 'move', 'expunge')),
+        params      TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        created_at  TEXT NOT NULL,
+        done_at     TEXT
+    );
+    CREATE INDEX journal_by_state ON journal (account_id, state, id);
+    CREATE TABLE projects (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL COLLATE NOCASE UNIQUE,
+        created_at  TEXT NOT NULL
+    );
+    -- A project's own copy of a message: it outlives the server copy and the account (R-C6, R-X2).
+    CREATE TABLE project_messages (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id    INTEGER NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+        source_id     INTEGER REFERENCES messages (id) ON DELETE SET NULL,
+        account_name  TEXT,
+        account_email TEXT,
+        folder        TEXT,
+        message_id    TEXT,
+        sent_at       TEXT,
+        sender        TEXT,
+        recipients    TEXT,
+        subject       TEXT,
+        size          INTEGER NOT NULL,
+        filename      TEXT NOT NULL,
+        assigned_at   TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX project_messages_once ON project_messages (project_id, source_id) WHERE source_id IS NOT NULL;
+    """,
 )

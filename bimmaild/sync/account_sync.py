@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,14 @@ from typing import Any
 from bimmaild import tls
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.secrets import SecretBackend, account_key
+from bimmaild.imap import mutf7
 from bimmaild.imap.connection import AuthenticationFailed, CommandFailed, ImapConnection, ImapError
+from bimmaild.imap.parse import ListEntry
+from bimmaild.store import journal as journal_q
 from bimmaild.store.db import Database
 from bimmaild.sync import folder_list
 from bimmaild.sync.folder_sync import FolderResult, FolderSync
+from bimmaild.sync.operations import Operations
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +91,38 @@ async def connect(account: Account, secrets: SecretBackend, timeout: float) -> I
     return conn
 
 
+async def trash_wire_name(conn: ImapConnection, entries: list[ListEntry], name: str) -> str:
+    """The trash folder's name on the wire: in the personal namespace, with the server's
+    hierarchy delimiter, in modified UTF-7 (R-C3)."""
+    prefix, delimiter = await conn.namespace_prefix()
+    delimiter = delimiter or next((e.delimiter for e in entries if e.delimiter), None)
+    local = name.replace("/", delimiter) if delimiter else name
+    return prefix + mutf7.encode(local)
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.gaierror):
         return f"host not found ({exc.strerror})"
     return str(exc) or exc.__class__.__name__
+
+
+async def prepare_folders(
+    db: Database, conn: ImapConnection, account: Account, mail_root: Path
+) -> tuple[list[sqlite3.Row], list[str]]:
+    """What every connection does first: refresh the folder list, create the account's trash
+    folder on the server if it is missing (R-C3), replay pending server operations (R-C7)."""
+    entries = await conn.list_entries()
+    rows = folder_list.refresh(db, account.id, entries, account.trash_folder)
+    trash_present = any(r["role"] == "account_trash" and r["state"] == "present" for r in rows)
+    pending = journal_q.pending(db.conn, account.id)
+    if not trash_present and not any(e["kind"] == "create" for e in pending):
+        wire = await trash_wire_name(conn, entries, account.trash_folder)
+        with db.transaction() as txn:
+            journal_q.record(txn, account.id, "create", {"wire_name": wire})
+    notes = await Operations(db, conn, account.id, mail_root).replay()
+    if not trash_present:
+        rows = folder_list.refresh(db, account.id, await conn.list_entries(), account.trash_folder)
+    return rows, notes
 
 
 class AccountSync:
@@ -103,6 +136,7 @@ class AccountSync:
         timeout: float,
         reconciled: set[int],
         confirm_removals: bool,
+        only_trash: bool = False,
     ) -> None:
         self.db = db
         self.account = account
@@ -111,6 +145,7 @@ class AccountSync:
         self.timeout = timeout
         self.reconciled = reconciled
         self.confirm_removals = confirm_removals
+        self.only_trash = only_trash
 
     async def run(self) -> AccountResult:
         result = AccountResult(self.account.id, self.account.name)
@@ -133,15 +168,22 @@ class AccountSync:
             result.error = "; ".join(f.attention for f in result.folders if f.attention)
         return result
 
+    async def _prepare(self, conn: ImapConnection, result: AccountResult) -> list[sqlite3.Row]:
+        rows, notes = await prepare_folders(self.db, conn, self.account, self.mail_root)
+        result.notes += notes
+        return rows
+
     async def _folders(self, conn: ImapConnection, result: AccountResult) -> None:
-        entries = await conn.list_entries()
-        rows = folder_list.refresh(self.db, self.account.id, entries, self.account.trash_folder)
+        rows = await self._prepare(conn, result)
         for name in folder_list.gone(rows):
             result.notes.append(
                 f"folder {name!r} is no longer on the server (renamed or deleted there); its local copies are kept"
             )
         account_dir = self.mail_root / str(self.account.id)
-        for row in folder_list.to_sync(rows):
+        chosen = folder_list.to_sync(rows)
+        if self.only_trash:
+            chosen = [r for r in chosen if r["role"] == "account_trash"]
+        for row in chosen:
             sync = FolderSync(
                 self.db, conn, self.account.id, row, account_dir / row["maildir"],
                 reconcile=row["id"] not in self.reconciled, confirm_removals=self.confirm_removals,

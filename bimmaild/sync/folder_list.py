@@ -71,7 +71,10 @@ def selectable(row: sqlite3.Row) -> bool:
 def to_sync(rows: Sequence[sqlite3.Row]) -> list[sqlite3.Row]:
     """Folders a fetch synchronises: present on the server, selectable, selected; INBOX first."""
     chosen = [r for r in rows if r["state"] == "present" and selectable(r) and selected(r)]
-    return sorted(chosen, key=lambda r: (r["role"] != "inbox", r["id"]))
+    # The trash first: what other clients moved there is adopted before the source folder's
+    # sync removes its copy (a move, not a delete and a second download; R-C5).
+    order = {"account_trash": 0, "inbox": 1}
+    return sorted(chosen, key=lambda r: (order.get(r["role"], 2), r["id"]))
 
 
 def public(row: sqlite3.Row, local_count: int) -> dict[str, Any]:

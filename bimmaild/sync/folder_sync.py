@@ -34,7 +34,7 @@ from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.store.db import Database
 from bimmaild.store.maildir import MaildirFolder, NewFile, base_name, file_name, parse_name
-from bimmaild.sync import headers, planner
+from bimmaild.sync import adoption, headers, planner
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,9 @@ class FolderSync:
         self.maildir = MaildirFolder(path)
         self.do_reconcile = reconcile
         self.confirm_removals = confirm_removals
+        self.folder = folder
+        # The account's trash folder: new arrivals are matched with copies we already have (R-C5).
+        self.adopt = folder["role"] == "account_trash"
         self.condstore = "CONDSTORE" in conn.capabilities or "QRESYNC" in conn.capabilities
         self.result = FolderResult(self.name)
 
@@ -197,15 +200,29 @@ class FolderSync:
         """
         known = set(message_q.uids(self.db.conn, self.folder_id))
         sizes: dict[int, int] = {}
+        arrivals: dict[int, adoption.Arrival] = {}
 
         def on_size(item: FetchItem) -> None:
             if item.uid is not None and item.uid >= start and item.uid not in known:
                 sizes[item.uid] = item.size or 0
+                if self.adopt:
+                    header = next((v for k, v in item.sections.items() if k.startswith("BODY[HEADER")), b"")
+                    message_id = headers.summary(header + b"\r\n\r\n").message_id
+                    arrivals[item.uid] = adoption.Arrival(message_id, item.size or 0, item.flags or ())
 
-        await self.conn.uid_fetch(f"{start}:*", "(UID RFC822.SIZE)", on_size)
+        attributes = (
+            "(UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])" if self.adopt else "(UID RFC822.SIZE)"
+        )
+        await self.conn.uid_fetch(f"{start}:*", attributes, on_size)
         if not sizes:
             return
         await asyncio.to_thread(self.maildir.ensure)
+        if arrivals:
+            work = adoption.plan(self.db, self.maildir.path.parent, self.folder, uidvalidity, arrivals)
+            done = await asyncio.to_thread(adoption.apply_files, work)
+            adoption.commit(self.db, done)
+            self.result.new += len(done.done)
+            sizes = {uid: size for uid, size in sizes.items() if uid not in done.done}
         queue: asyncio.Queue[list[FetchItem] | None] = asyncio.Queue(MAX_WAITING_BATCHES)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._writer(queue, uidvalidity))
@@ -316,8 +333,11 @@ class FolderSync:
         self.result.updated += len(updates)
 
     async def _remove_vanished(self, exists: int | None) -> bool:
-        """Remove local copies of messages gone from the server; False when stopped for safety."""
-        indexed = message_q.uids(self.db.conn, self.folder_id)
+        """Remove local copies of messages gone from the server; False when stopped for safety.
+
+        Rows waiting for a server operation (``pending``) are not the server's to remove.
+        """
+        indexed = message_q.uids(self.db.conn, self.folder_id, settled_only=True)
         if not indexed or not planner.may_have_removals(len(indexed), 0, exists):
             return True
         top = max(indexed)

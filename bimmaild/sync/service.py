@@ -35,6 +35,8 @@ class SyncService:
         self.events = events
         self.timeout = timeout
         self._running: dict[int, asyncio.Task[AccountResult]] = {}
+        self._mirrors: dict[int, asyncio.Task[AccountResult]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
         self._reconciled: set[int] = set()
 
     async def fetch(self, refs: list[str | int], *, wait: bool, confirm_removals: bool = False) -> dict[str, Any]:
@@ -73,11 +75,34 @@ class SyncService:
             if running is task:
                 del self._running[account_id]
 
-    async def _run(self, account: Account, confirm_removals: bool) -> AccountResult:
-        log.info("fetch of account %d %r started", account.id, account.name)
+    def mirror(self, account_id: int) -> None:
+        """Trash mirror now, in the background: replay the journal, sync the trash folder only."""
+        task = self._mirrors.get(account_id)
+        if task is not None and not task.done():
+            return  # one queued run covers every change made before it starts
+        if not self.accounts.exists(account_id):
+            return
+        account = self.accounts.find(account_id)
+        if not account.enabled:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._run(account, False, only_trash=True), name=f"mirror:{account_id}"
+        )
+        self._mirrors[account_id] = task
+
+    def lock(self, account_id: int) -> asyncio.Lock:
+        """Held by whatever works on an account's server state (fetch, trash mirror, folder listing)."""
+        return self._locks.setdefault(account_id, asyncio.Lock())
+
+    async def _run(self, account: Account, confirm_removals: bool, *, only_trash: bool = False) -> AccountResult:
+        async with self.lock(account.id):  # one session per account at a time: fetch and mirror take turns
+            return await self._run_locked(account, confirm_removals, only_trash)
+
+    async def _run_locked(self, account: Account, confirm_removals: bool, only_trash: bool) -> AccountResult:
+        log.info("%s of account %d %r started", "trash mirror" if only_trash else "fetch", account.id, account.name)
         sync = AccountSync(
-            self.db, account, self.accounts.secrets, self.mail_root,
-            timeout=self.timeout, reconciled=self._reconciled, confirm_removals=confirm_removals,
+            self.db, account, self.accounts.secrets, self.mail_root, timeout=self.timeout,
+            reconciled=self._reconciled, confirm_removals=confirm_removals, only_trash=only_trash,
         )  # fmt: skip
         try:
             result = await sync.run()
@@ -93,18 +118,18 @@ class SyncService:
             "fetch of account %d done: %s, %d new, %d updated, %d removed",
             account.id, result.state, public["new"], public["updated"], public["removed"],
         )  # fmt: skip
-        self.events.publish("fetch.done", public)
+        self.events.publish("trash.changed" if only_trash else "fetch.done", public)
         return result
 
     async def cancel(self, account_id: int) -> None:
-        """Stop the account's fetch, if any, and wait until it has stopped."""
-        task = self._running.get(account_id)
-        if task is not None and not task.done():
+        """Stop the account's fetch and trash mirror, if any, and wait until they have stopped."""
+        tasks = [t for t in (self._running.get(account_id), self._mirrors.get(account_id)) if t and not t.done()]
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        tasks = [t for t in self._running.values() if not t.done()]
+        tasks = [t for t in [*self._running.values(), *self._mirrors.values()] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

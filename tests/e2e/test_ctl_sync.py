@@ -30,7 +30,7 @@ async def test_fetch_list_show(daemon: RunningDaemon, mail_servers: MailServers)
     result = json.loads(fetched.stdout)
     [account] = result["accounts"]
     assert (account["account"], account["state"], account["new"]) == ("Work", "ok", 6)
-    assert {f["folder"]: f["new"] for f in account["folders"]} == {"INBOX": 5, "Sent": 1, "Archive": 0}
+    assert {f["folder"]: f["new"] for f in account["folders"]} == {"BIMoffice": 0, "INBOX": 5, "Sent": 1, "Archive": 0}
 
     table = await run_ctl(daemon.socket_path, "fetch", "--wait", "Work")
     lines = table.stdout.splitlines()

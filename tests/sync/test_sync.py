@@ -95,7 +95,12 @@ async def test_initial_sync_stores_every_message_exactly(
     await add_account(client, mail_servers)
     result = await fetch(client)
     assert result["state"] == "ok", result
-    assert {k: v["new"] for k, v in by_folder(result).items()} == {"INBOX": 250, "Sent": 20, "Archive": 30}
+    assert {k: v["new"] for k, v in by_folder(result).items()} == {
+        "BIMoffice": 0,
+        "INBOX": 250,
+        "Sent": 20,
+        "Archive": 30,
+    }
     rows = index(daemon)
     assert len(rows) == 300
     for folder in ("INBOX", "Sent", "Archive"):
@@ -217,11 +222,12 @@ async def test_folder_selection(client: Client, daemon: RunningDaemon, mail_serv
     assert roles == {
         "INBOX": ("inbox", True), "Sent": ("sent", True), "Archive": ("archive", True),
         "Drafts": ("drafts", False), "Junk": ("junk", False), "Trash": ("trash", False),
+        "BIMoffice": ("account_trash", True),  # created on the server at the first connection (R-C3)
     }  # fmt: skip
     changed = await client.call("account.folders", {"account": "Work", "select": ["Junk"], "unselect": ["Sent"]})
     assert {f["name"]: f["selected"] for f in changed["folders"]}["Junk"] is True
     result = by_folder(await fetch(client))
-    assert set(result) == {"INBOX", "Archive", "Junk"}
+    assert set(result) == {"BIMoffice", "INBOX", "Archive", "Junk"}
     assert result["Junk"]["new"] == 3
     with pytest.raises(Exception, match="no folder 'Nope'"):
         await client.call("account.folders", {"account": "Work", "select": ["Nope"]})

@@ -13,25 +13,47 @@ from bimmaild.protocol.errors import NotFound, StorageError
 from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.store.db import Database
+from bimmaild.sync.service import SyncService
+from bimmaild.sync.trash import Trash
 
 # Bytes of a raw message sent over the socket; bigger ones are read from their file by path.
 MAX_RAW = 24 * 1024 * 1024
 
 
 class MessageHandlers:
-    def __init__(self, db: Database, accounts: AccountService, mail_root: Path) -> None:
+    def __init__(
+        self, db: Database, accounts: AccountService, mail_root: Path, trash: Trash, sync: SyncService
+    ) -> None:
         self.db = db
         self.accounts = accounts
         self.mail_root = mail_root
+        self.trash = trash
+        self.sync = sync
 
     def register(self, router: Router) -> None:
         router.register("messages.list", self.list)
         router.register("messages.show", self.show)
+        router.register("messages.delete", self.delete)
+        router.register("messages.restore", self.restore)
+
+    async def delete(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        result = await self.trash.delete(params["ids"], permanent=params["permanent"], confirm=params["confirm"])
+        for account_id in result["accounts"]:
+            self.sync.mirror(account_id)  # the server side right away (the journal keeps it if that fails)
+        return result
+
+    async def restore(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        result = await self.trash.restore(params["ids"])
+        for account_id in result["accounts"]:
+            self.sync.mirror(account_id)
+        return result
 
     async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
         account = self.accounts.find(params["account"])
         folder_id = None
-        if params.get("folder") is not None:
+        if params["trash"]:
+            folder_id = self.trash.trash_folder(account.id)["id"]
+        elif params.get("folder") is not None:
             rows = folder_q.for_account(self.db.conn, account.id)
             match = [r for r in rows if params["folder"] in (r["name"], r["wire_name"])]
             if not match:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bimmaild.accounts.model import Account
 from bimmaild.accounts.service import AccountService
 from bimmaild.control.router import Router, Session
 from bimmaild.imap.connection import ImapError
 from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.sync import folder_list
-from bimmaild.sync.account_sync import AccountUnavailable, connect
+from bimmaild.sync.account_sync import AccountUnavailable, connect, prepare_folders
 from bimmaild.sync.service import SyncService
 
 
@@ -32,18 +33,8 @@ class SyncHandlers:
         account = self.accounts.find(params["account"])
         offline = None
         if params["refresh"]:
-            try:
-                conn = await connect(account, self.accounts.secrets, self.sync.timeout)
-            except AccountUnavailable as exc:
-                offline = exc.message
-            else:
-                try:
-                    entries = await conn.list_entries()
-                    folder_list.refresh(self.sync.db, account.id, entries, account.trash_folder)
-                except ImapError as exc:
-                    offline = f"listing folders failed: {exc}"
-                finally:
-                    await conn.logout()
+            async with self.sync.lock(account.id):
+                offline = await self._refresh(account)
         folder_list.choose(self.sync.db, account.id, params["select"], params["unselect"])
         rows = folder_q.for_account(self.sync.db.conn, account.id)
         return {
@@ -51,3 +42,17 @@ class SyncHandlers:
             "offline": offline,
             "folders": [folder_list.public(row, message_q.count(self.sync.db.conn, row["id"])) for row in rows],
         }
+
+    async def _refresh(self, account: Account) -> str | None:
+        """The server's folder list (the trash folder created if missing); the reason when offline."""
+        try:
+            conn = await connect(account, self.accounts.secrets, self.sync.timeout)
+        except AccountUnavailable as exc:
+            return exc.message
+        try:
+            await prepare_folders(self.sync.db, conn, account, self.sync.mail_root)
+        except ImapError as exc:
+            return f"listing folders failed: {exc}"
+        finally:
+            await conn.logout()
+        return None

@@ -15,6 +15,7 @@ from bimmaild.accounts.service import AccountService
 from bimmaild.control.router import Router, Session
 from bimmaild.protocol.errors import AlreadyGreeted, InvalidParams, UnsupportedProtocol
 from bimmaild.protocol.methods import EVENTS_BY_NAME, PROTOCOL_VERSION
+from bimmaild.store import journal as journal_q
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SystemHandlers:
                 "enabled": sum(a.enabled for a in accounts),
                 "primary": primary,
             },
+            "pending_operations": {a.name: journal_q.count_pending(self.accounts.db.conn, a.id) for a in accounts},
         }
 
     async def subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,44 @@
+"""project.* and messages.assign/unassign: the collaborative space (R-C6, R-X2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bimmaild import message_view
+from bimmaild.control.router import Router, Session
+from bimmaild.projects import Projects
+
+
+class ProjectHandlers:
+    def __init__(self, projects: Projects) -> None:
+        self.projects = projects
+
+    def register(self, router: Router) -> None:
+        router.register("project.add", self.add)
+        router.register("project.list", self.all)
+        router.register("project.messages", self.messages)
+        router.register("project.show_message", self.show_message)
+        router.register("messages.assign", self.assign)
+        router.register("messages.unassign", self.unassign)
+
+    async def add(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return self.projects.add(params["name"])
+
+    async def all(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.projects.all()
+
+    async def messages(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.projects.messages(params["project"])
+
+    async def show_message(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        summary, raw, path = await self.projects.message(params["id"])
+        result = {**summary, "path": str(path), **message_view.content(raw)}
+        if params["raw"]:
+            result["raw"] = raw
+        return result
+
+    async def assign(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.projects.assign(params["ids"], params["project"])
+
+    async def unassign(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return await self.projects.unassign(params["ids"], params["project"])

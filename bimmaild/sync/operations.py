@@ -1,0 +1,160 @@
+"""Replaying the journal of server operations over an IMAP connection (R-C3, R-C4, R-C7).
+
+Every operation is idempotent and recognises whether it already happened,
+because a crash can come between sending it and recording its result:
+
+* ``create``: the folder is listed already → only subscribe; ALREADYEXISTS is success.
+* ``move``: if the UID is no longer in the source folder, the move happened (or
+  the message went otherwise); the copy in the destination is then matched by
+  Message-ID and size when that folder syncs.  Otherwise ``UID MOVE`` (RFC
+  6851), or without MOVE: ``UID COPY`` (its COPYUID recorded at once), then
+  ``UID STORE +FLAGS.SILENT (\\Deleted)`` and ``UID EXPUNGE`` of that UID only
+  — never a plain EXPUNGE, which would remove other clients' deleted mail.
+  Before copying again after an interrupted attempt, the destination is
+  searched for the Message-ID, so a message is never copied twice.
+* ``expunge``: ``UID STORE \\Deleted`` + ``UID EXPUNGE`` of that UID, if still there.
+
+A refusal by the server is recorded on the entry and retried at the next
+fetch; a broken connection ends the replay (the rest waits for the next one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from bimmaild.imap.connection import CommandFailed, ImapConnection
+from bimmaild.imap.parse import quote_mailbox
+from bimmaild.store import folders as folder_q
+from bimmaild.store import journal as journal_q
+from bimmaild.store.db import Database
+from bimmaild.store.maildir import MaildirFolder, file_name
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+
+
+def _quoted_id(message_id: str) -> str:
+    return '"' + message_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Operations:
+    def __init__(self, db: Database, conn: ImapConnection, account_id: int, mail_root: Path) -> None:
+        self.db = db
+        self.conn = conn
+        self.account_id = account_id
+        self.account_dir = mail_root / str(account_id)
+
+    async def replay(self) -> list[str]:
+        """Carry out every pending entry in order; returns notes about entries that failed."""
+        notes = []
+        for entry in journal_q.pending(self.db.conn, self.account_id):
+            params = journal_q.params(entry)
+            try:
+                handler = {"create": self._create, "move": self._move, "expunge": self._expunge}[entry["kind"]]
+                await handler(entry["id"], params)
+            except CommandFailed as exc:
+                error = f"{exc.command}: {exc.result} {exc.text}"
+                with self.db.transaction() as conn:
+                    journal_q.attempted(conn, entry["id"], error)
+                    if entry["attempts"] + 1 >= MAX_ATTEMPTS:
+                        journal_q.fail(conn, entry["id"], error)
+                notes.append(f"server operation {entry['kind']} #{entry['id']} refused: {error}")
+                log.warning("journal entry %d (%s) refused: %s", entry["id"], entry["kind"], error)
+                continue
+            with self.db.transaction() as conn:
+                journal_q.complete(conn, entry["id"])
+        return notes
+
+    # -- create ----------------------------------------------------------------
+
+    async def _create(self, entry_id: int, params: dict[str, Any]) -> None:
+        mailbox = quote_mailbox(params["wire_name"])
+        listed = {e.wire_name for e in await self.conn.list_entries()}
+        if params["wire_name"] not in listed:
+            try:
+                await self.conn.create(mailbox)
+            except CommandFailed as exc:
+                if "ALREADYEXISTS" not in exc.text.upper():
+                    raise
+        await self.conn.subscribe(mailbox)
+        log.info("created and subscribed %r on the server", params["wire_name"])
+
+    # -- move ------------------------------------------------------------------
+
+    async def _move(self, entry_id: int, params: dict[str, Any]) -> None:
+        source = quote_mailbox(params["from_wire"])
+        target = quote_mailbox(params["to_wire"])
+        uid = int(params["uid"])
+        await self.conn.select(source)
+        new_uid: int | None = params.get("copied_uid")
+        if uid in await self.conn.uid_search(f"UID {uid}"):
+            if "MOVE" in self.conn.capabilities:
+                new_uid = (await self.conn.uid_move(str(uid), target)).get(uid)
+            else:
+                new_uid = await self._copy_then_expunge(entry_id, params, uid, source, target)
+        await self._settle(params, new_uid)
+
+    async def _copy_then_expunge(
+        self, entry_id: int, params: dict[str, Any], uid: int, source: str, target: str
+    ) -> int | None:
+        copied: int | None = params.get("copied_uid")
+        if copied is None and params.get("copy_sent") and params.get("message_id"):
+            # Interrupted after COPY was sent: is the copy there already?
+            await self.conn.select(target)
+            found = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
+            copied = max(found) if found else None
+            await self.conn.select(source)
+        if copied is None:
+            with self.db.transaction() as conn:
+                journal_q.save_params(conn, entry_id, {**params, "copy_sent": True})
+            copied = (await self.conn.uid_copy(str(uid), target)).get(uid)
+            with self.db.transaction() as conn:
+                journal_q.save_params(conn, entry_id, {**params, "copy_sent": True, "copied_uid": copied})
+        await self.conn.uid_store(str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        await self.conn.uid_expunge(str(uid))
+        return copied
+
+    async def _settle(self, params: dict[str, Any], new_uid: int | None) -> None:
+        """The local copy takes its server UID in the destination (else waits to be matched by sync)."""
+        row = self.db.conn.execute(
+            "SELECT id, folder_id, filename, flags FROM messages WHERE id = ?", (params["row_id"],)
+        ).fetchone()
+        if row is None or row["folder_id"] != params["to_folder_id"]:
+            return  # the local copy went elsewhere meanwhile (deleted for good, restored …)
+        folder = folder_q.by_id(self.db.conn, params["to_folder_id"])
+        if new_uid is None or folder is None or folder["uidvalidity"] is None:
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE messages SET pending = -1 WHERE id = ?", (row["id"],))
+            return
+        name = file_name(folder["uidvalidity"], new_uid, row["flags"].split())
+        maildir = MaildirFolder(self.account_dir / folder["maildir"])
+        await asyncio.to_thread(_rename_in, maildir, row["filename"], name)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE messages SET uid = ?, filename = ?, pending = NULL WHERE id = ?", (new_uid, name, row["id"])
+            )
+
+    # -- expunge ---------------------------------------------------------------
+
+    async def _expunge(self, entry_id: int, params: dict[str, Any]) -> None:
+        await self.conn.select(quote_mailbox(params["folder_wire"]))
+        if params["uid"] is not None:
+            uids = [u for u in await self.conn.uid_search(f"UID {int(params['uid'])}") if u == int(params["uid"])]
+        elif params.get("message_id"):  # purged before its move reached the server: find the copy
+            uids = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
+        else:
+            uids = []
+        if uids:
+            listed = ",".join(str(u) for u in uids)
+            await self.conn.uid_store(listed, "+FLAGS.SILENT", "(\\Deleted)")
+            await self.conn.uid_expunge(listed)
+
+
+def _rename_in(maildir: MaildirFolder, old: str, new: str) -> None:
+    if (maildir.cur / old).exists():
+        maildir.rename(old, new)
+        maildir.sync_directory()
