@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, messages, providers, sync, system
+from bimmailctl.commands import accounts, messages, projects, providers, sync, system
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     providers.add_parsers(sub)
     sync.add_parsers(sub)
     messages.add_parsers(sub)
+    projects.add_parsers(sub)
     return parser
 
 

@@ -214,3 +214,35 @@ def provider_block(p: dict[str, Any], out: TextIO = sys.stdout) -> None:
     )
     for hint in p["hints"]:
         out.write(f"  hint: {hint}\n")
+
+
+def _cut(text: str | None, width: int) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def message_table(rows: Sequence[dict[str, Any]], *, trash: bool = False, out: TextIO = sys.stdout) -> None:
+    last = "FROM FOLDER" if trash else "FOLDER"
+    table(
+        ("ID", "DATE", "FROM", "SUBJECT", last, "FLAGS"),
+        [
+            (
+                m["id"], (m.get("date") or "")[:16].replace("T", " "), _cut(m.get("from"), 30),
+                _cut(m.get("subject"), 50), (m.get("origin") if trash else m.get("folder")) or "-",
+                " ".join(m.get("flags", [])) + (" (queued)" if m.get("pending") else ""),
+            )
+            for m in rows
+        ],
+        out,
+    )  # fmt: skip
+
+
+def message_block(message: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    for name, value in message["headers"].items():
+        out.write(f"{name}: {value}\n")
+    where = message.get("folder") or message.get("project")
+    out.write(f"Folder: {where}   Flags: {' '.join(message.get('flags', [])) or '-'}   Id: {message['id']}\n")
+    for part in message["attachments"]:
+        out.write(f"Attachment: {part['filename'] or '(unnamed)'} ({part['content_type']}, {part['size']} bytes)\n")
+    out.write("\n")
+    out.write((message["text"] if message["text"] is not None else "(no text part)") + "\n")

@@ -18,6 +18,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = msub.add_parser("list", help="list messages, newest first")
     p.add_argument("--account", required=True, metavar="NAME")
     p.add_argument("--folder", metavar="FOLDER")
+    p.add_argument("--trash", action="store_true", help="the account's trash folder")
     p.add_argument("--limit", type=int, default=50, metavar="N")
     p.add_argument("--offset", type=int, default=0, metavar="N")
     p.set_defaults(func=cmd_list)
@@ -25,30 +26,34 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("id", type=int, metavar="ID")
     p.add_argument("--raw", action="store_true", help="write the message exactly as stored (RFC 5322 bytes)")
     p.set_defaults(func=cmd_show)
+    p = msub.add_parser("delete", help="move messages to the account's trash folder (server and local)")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("--permanent", action="store_true", help="delete messages of the trash for good")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm a permanent deletion")
+    p.set_defaults(func=cmd_delete)
+    p = msub.add_parser("restore", help="move messages of the trash back where they came from")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_restore)
+    for name, func, text in (
+        ("assign", cmd_assign, "give a project its own copy"),
+        ("unassign", cmd_unassign, "remove from a project"),
+    ):
+        p = msub.add_parser(name, help=text)
+        p.add_argument("ids", type=int, nargs="+", metavar="ID")
+        p.add_argument("--project", required=True, metavar="NAME")
+        p.set_defaults(func=func)
 
 
 async def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    params = {"account": args.account, "limit": args.limit, "offset": args.offset}
+    params = {"account": args.account, "limit": args.limit, "offset": args.offset, "trash": args.trash}
     if args.folder:
         params["folder"] = args.folder
     rows = await client.call("messages.list", params)
     if args.json:
         render.print_json(rows)
         return render.EXIT_OK
-    render.table(
-        ("ID", "DATE", "FROM", "SUBJECT", "FOLDER", "FLAGS"),
-        [
-            (m["id"], (m["date"] or "")[:16].replace("T", " "), _cut(m["from"], 30), _cut(m["subject"], 50),
-             m["folder"], " ".join(m["flags"]))
-            for m in rows
-        ],
-    )  # fmt: skip
+    render.message_table(rows, trash=args.trash)
     return render.EXIT_OK
-
-
-def _cut(text: str | None, width: int) -> str:
-    text = text or ""
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 async def cmd_show(client: Client, args: argparse.Namespace) -> int:
@@ -60,11 +65,38 @@ async def cmd_show(client: Client, args: argparse.Namespace) -> int:
     if args.json:
         render.print_json(message)
         return render.EXIT_OK
-    for name, value in message["headers"].items():
-        print(f"{name}: {value}")
-    print(f"Folder: {message['folder']}   Flags: {' '.join(message['flags']) or '-'}   Id: {message['id']}")
-    for part in message["attachments"]:
-        print(f"Attachment: {part['filename'] or '(unnamed)'} ({part['content_type']}, {part['size']} bytes)")
-    print()
-    print(message["text"] if message["text"] is not None else "(no text part)")
+    render.message_block(message)
     return render.EXIT_OK
+
+
+async def _action(client: Client, args: argparse.Namespace, method: str, params: dict[str, object], verb: str) -> int:
+    result = await client.call(method, params)
+    if args.json:
+        render.print_json(result)
+    else:
+        key = next(k for k in result if isinstance(result[k], list) and k != "accounts")
+        print(f"{verb}: {' '.join(str(i) for i in result[key]) or 'nothing'}")
+    return render.EXIT_OK
+
+
+async def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    params = {"ids": args.ids, "permanent": args.permanent, "confirm": args.yes}
+    return await _action(
+        client, args, "messages.delete", params, "deleted for good" if args.permanent else "moved to the trash"
+    )
+
+
+async def cmd_restore(client: Client, args: argparse.Namespace) -> int:
+    return await _action(client, args, "messages.restore", {"ids": args.ids}, "restored")
+
+
+async def cmd_assign(client: Client, args: argparse.Namespace) -> int:
+    return await _action(
+        client, args, "messages.assign", {"ids": args.ids, "project": args.project}, f"assigned to {args.project}"
+    )
+
+
+async def cmd_unassign(client: Client, args: argparse.Namespace) -> int:
+    return await _action(
+        client, args, "messages.unassign", {"ids": args.ids, "project": args.project}, f"removed from {args.project}"
+    )

@@ -33,4 +33,7 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
             ("primary", accounts["primary"]),
         ]
     )
+    for name, count in status.get("pending_operations", {}).items():
+        if count:
+            print(f"  {name}: {count} server operation(s) waiting (applied at the next connection)")
     return render.EXIT_OK
