@@ -39,6 +39,7 @@ from bimmaild.control.server import ControlServer, StartupError, ensure_private_
 from bimmaild.events import EventBus
 from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
+from bimmaild.scheduler import Scheduler
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
 from bimmaild.sync.service import SyncService
@@ -56,6 +57,8 @@ class DaemonConfig:
     secret_backend: str = "auto"  # noqa: S105 (a backend name, not a secret)
     # Per-step timeout of connection tests (probes of alternatives use at most 3 s).
     connect_timeout: float = 5.0
+    # How often the trash folders are mirrored between full fetches.
+    trash_mirror_seconds: float = 120.0
     inherited_socket: socket.socket | None = None
 
 
@@ -124,6 +127,9 @@ class Daemon:
         sync = SyncService(db, accounts, data_dir / "mail", events, self.config.connect_timeout * 6)
         accounts.before_delete = sync.cancel
         stack.push_async_callback(sync.close)
+        scheduler = Scheduler(accounts, sync, trash_mirror_seconds=self.config.trash_mirror_seconds)
+        scheduler.start()
+        stack.callback(scheduler.shutdown)
         AccountHandlers(accounts).register(router)
         SyncHandlers(accounts, sync).register(router)
         MessageHandlers(db, accounts, data_dir / "mail", Trash(db, data_dir / "mail"), sync).register(router)

@@ -289,3 +289,30 @@ async def test_server_without_move_uses_copy_and_uid_expunge(short_dir: Path, tm
             "msg2.INBOX@example.fr",
             "msg3.INBOX@example.fr",
         ]
+
+
+async def test_trash_mirror_runs_on_its_schedule(short_dir: Path, tmp_path: Path, mail_servers: MailServers) -> None:
+    """R-C5 without a fetch: the scheduled mirror brings what webmail moved into the trash."""
+    from dataclasses import replace
+
+    user = mail_servers.user
+    user.deliver_many([make_message(i) for i in range(2)])
+    config = replace(daemon_config(short_dir, tmp_path), trash_mirror_seconds=0.3)
+    running = await start_daemon(config)
+    try:
+        async with await Client.connect(config.socket_path) as client:
+            await add_account(client, mail_servers)
+            await fetch(client)
+            with user.imap() as imap:
+                imap.select("INBOX")
+                imap.uid("MOVE", "1", "BIMoffice")
+            await client.subscribe(["trash.changed"])
+            async with asyncio.timeout(10):
+                async for _event, params in client.events():
+                    trash = next(f for f in params["folders"] if f["folder"] == "BIMoffice")
+                    if trash["new"]:
+                        break
+            listed = await client.call("messages.list", {"account": "Work", "trash": True})
+            assert [m["message_id"] for m in listed] == ["<msg0.INBOX@example.fr>"]
+    finally:
+        await stop_daemon(running)
