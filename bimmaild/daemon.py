@@ -126,6 +126,7 @@ class Daemon:
         SystemHandlers(info, accounts, router).register(router)
         sync = SyncService(db, accounts, data_dir / "mail", events, self.config.connect_timeout * 6)
         accounts.before_delete = sync.cancel
+        accounts.after_add = sync.start
         stack.push_async_callback(sync.close)
         scheduler = Scheduler(accounts, sync, trash_mirror_seconds=self.config.trash_mirror_seconds)
         scheduler.start()

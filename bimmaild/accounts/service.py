@@ -61,6 +61,9 @@ class AccountService:
         self.limits = limits or conntest.Limits()
         # Called with an account id before it is deleted (the daemon stops its fetch there).
         self.before_delete: Callable[[int], Awaitable[None]] | None = None
+        # Called with the id of an account added after a successful connection test: the daemon
+        # fetches it at once, which also creates its trash folder on the server (R-C3).
+        self.after_add: Callable[[int], None] | None = None
         self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------
@@ -131,6 +134,9 @@ class AccountService:
         account = self.find(account_id)
         log.info("account %d %r added", account.id, account.name)
         await self._changed("added", account)
+        if report is not None and account.enabled and self.after_add is not None:
+            self.after_add(account.id)
+            notes.append("a first fetch has started (it also creates the trash folder on the server)")
         return account, notes, report
 
     async def test(self, ref: str | int | None, params: Mapping[str, Any]) -> tuple[Report, list[str]]:

@@ -57,6 +57,10 @@ class SyncService:
         ]
         return {"started": [a.name for a in chosen if a.enabled], "skipped_disabled": skipped, "accounts": results}
 
+    def start(self, account_id: int) -> None:
+        """Fetch one account in the background (e.g. right after it was added)."""
+        self._start(self.accounts.find(account_id), False)
+
     def running(self, account_id: int) -> bool:
         task = self._running.get(account_id)
         return task is not None and not task.done()

@@ -58,6 +58,18 @@ def inbox_ids(daemon: RunningDaemon, folder: str = "INBOX") -> dict[str, Any]:
     return {r["message_id"]: r for r in index(daemon) if r["folder"] == folder}
 
 
+async def test_tested_add_creates_the_trash_folder_at_once(client: Client, mail_servers: MailServers) -> None:
+    """R-C3: adding an account (tested, so reachable) creates its trash folder on the server."""
+    await client.subscribe(["fetch.done"])
+    result = await client.call("account.add", mail_servers.account_params())
+    assert any("first fetch has started" in note for note in result["notes"])
+    async with asyncio.timeout(10):
+        async for _event, params in client.events():
+            assert params["state"] == "ok"
+            break
+    assert "BIMoffice" in folders_of(mail_servers.user)[1]
+
+
 async def test_trash_folder_created_subscribed_and_recreated(client: Client, mail_servers: MailServers) -> None:
     """R-C3, with a name that needs the server's delimiter and modified UTF-7."""
     user = mail_servers.user
