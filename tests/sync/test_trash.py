@@ -328,3 +328,52 @@ async def test_trash_mirror_runs_on_its_schedule(short_dir: Path, tmp_path: Path
             assert [m["message_id"] for m in listed] == ["<msg0.INBOX@example.fr>"]
     finally:
         await stop_daemon(running)
+
+
+@pytest.mark.parametrize("crash", ["copy_unrecorded", "after_copy"])
+async def test_crash_in_the_copy_path_leaves_one_copy(
+    short_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
+    """Without MOVE: dying after the server copied but before the COPYUID was recorded (the trash is
+    searched by Message-ID before copying again), or after recording it (no second COPY)."""
+    real_copy, real_store = ImapConnection.uid_copy, ImapConnection.uid_store
+
+    async def dying_copy(self: ImapConnection, uids: str, mailbox: str) -> dict[int, int]:
+        await real_copy(self, uids, mailbox)
+        raise ImapConnectionLost("simulated death after COPY")
+
+    async def dying_store(self: ImapConnection, uids: str, action: str, flags: str) -> None:
+        raise ImapConnectionLost("simulated death before STORE")
+
+    with Dovecot.running(extra_config=f"imap_capability = {CAPS_WITHOUT_MOVE}\n") as server:
+        user = server.add_user()
+        user.deliver_many([make_message(i) for i in range(3)])
+        config = daemon_config(short_dir, tmp_path)
+        params = {"name": "Work", "email": user.login, "password": user.password, "test": False,
+                  "imap": {"host": "127.0.0.1", "port": server.ports["imaps"], "security": "ssl"},
+                  "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
+                  "tls_ca_file": str(server.tls.ca_file)}  # fmt: skip
+        running = await start_daemon(config)
+        try:
+            async with await Client.connect(config.socket_path) as client:
+                await client.call("account.add", params)
+                await client.call("fetch", {"wait": True})
+                if crash == "copy_unrecorded":
+                    monkeypatch.setattr(ImapConnection, "uid_copy", dying_copy)
+                else:
+                    monkeypatch.setattr(ImapConnection, "uid_store", dying_store)
+                await client.call("messages.delete", {"ids": [inbox_ids(running)["<msg1.INBOX@example.fr>"]["id"]]})
+                await asyncio.sleep(0.5)
+        finally:
+            await stop_daemon(running)
+        monkeypatch.setattr(ImapConnection, "uid_copy", real_copy)
+        monkeypatch.setattr(ImapConnection, "uid_store", real_store)
+        running = await start_daemon(config)
+        try:
+            async with await Client.connect(config.socket_path) as client:
+                await client.call("fetch", {"wait": True})
+                assert (await client.call("status"))["pending_operations"] == {"Work": 0}
+        finally:
+            await stop_daemon(running)
+        assert server_subjects(user, "BIMoffice") == ["msg1.INBOX@example.fr"], "exactly one copy"
+        assert server_subjects(user, "INBOX") == ["msg0.INBOX@example.fr", "msg2.INBOX@example.fr"]
