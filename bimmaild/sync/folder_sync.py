@@ -38,7 +38,7 @@ from bimmaild.sync import adoption, headers, planner
 
 log = logging.getLogger(__name__)
 
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
 BATCH_COUNT = 1000
 MAX_WAITING_BATCHES = 2
 BODY = "BODY[]"
