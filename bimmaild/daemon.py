@@ -24,9 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bimmaild import __version__, systemd
+from bimmaild.accounts.providers import ProviderDatabase
 from bimmaild.accounts.providers import load_default as load_providers
 from bimmaild.accounts.secrets import choose_backend, open_backend
 from bimmaild.accounts.service import AccountService
+from bimmaild.activity import Activity
 from bimmaild.conntest import runner as conntest
 from bimmaild.control.handlers.accounts import AccountHandlers
 from bimmaild.control.handlers.messages import MessageHandlers
@@ -42,6 +44,7 @@ from bimmaild.protocol.methods import METHODS_BY_NAME
 from bimmaild.scheduler import Scheduler
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
+from bimmaild.sync.push import PushService
 from bimmaild.sync.service import SyncService
 from bimmaild.sync.trash import Trash
 
@@ -59,6 +62,8 @@ class DaemonConfig:
     connect_timeout: float = 5.0
     # How often the trash folders are mirrored between full fetches.
     trash_mirror_seconds: float = 120.0
+    # How long one IDLE lasts before it is re-issued (RFC 2177: under 29 minutes).
+    idle_seconds: float = 25 * 60
     inherited_socket: socket.socket | None = None
 
 
@@ -120,22 +125,9 @@ class Daemon:
         limits = conntest.Limits.for_timeout(self.config.connect_timeout)
         accounts = AccountService(db, secrets, data_dir / "mail", events, providers, limits)
         await accounts.sweep()
-
-        router = Router()
+        router = await self._services(stack, db, accounts, events, providers)
         info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC))
         SystemHandlers(info, accounts, router).register(router)
-        sync = SyncService(db, accounts, data_dir / "mail", events, self.config.connect_timeout * 6)
-        accounts.before_delete = sync.cancel
-        accounts.after_add = sync.start
-        stack.push_async_callback(sync.close)
-        scheduler = Scheduler(accounts, sync, trash_mirror_seconds=self.config.trash_mirror_seconds)
-        scheduler.start()
-        stack.callback(scheduler.shutdown)
-        AccountHandlers(accounts).register(router)
-        SyncHandlers(accounts, sync).register(router)
-        MessageHandlers(db, accounts, data_dir / "mail", Trash(db, data_dir / "mail"), sync).register(router)
-        ProjectHandlers(Projects(db, data_dir)).register(router)
-        ProviderHandlers(providers).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:
             raise RuntimeError(f"declared methods without handler: {sorted(missing)}")
@@ -149,6 +141,38 @@ class Daemon:
         )
         stack.push_async_callback(server.close)
         await server.start()
+
+    async def _services(
+        self,
+        stack: contextlib.AsyncExitStack,
+        db: Database,
+        accounts: AccountService,
+        events: EventBus,
+        providers: ProviderDatabase,
+    ) -> Router:
+        """Sync, push, schedule, trash, projects, and the handlers over them; closed in reverse."""
+        mail_root = self.config.data_dir / "mail"
+        activity = Activity()
+        accounts.activity = activity
+        sync = SyncService(db, accounts, mail_root, events, self.config.connect_timeout * 6, activity)
+        accounts.before_delete = sync.cancel
+        accounts.after_add = sync.start
+        stack.push_async_callback(sync.close)
+        self.scheduler = Scheduler(db, accounts, sync, activity, trash_mirror_seconds=self.config.trash_mirror_seconds)
+        self.scheduler.start()
+        stack.callback(self.scheduler.shutdown)
+        events.subscribe(self.scheduler)
+        self.push = PushService(accounts, sync, activity, idle_seconds=self.config.idle_seconds)
+        stack.push_async_callback(self.push.close)
+        events.subscribe(self.push)
+        self.push.apply()
+        router = Router()
+        AccountHandlers(accounts).register(router)
+        SyncHandlers(accounts, sync, self.scheduler, events).register(router)
+        MessageHandlers(db, accounts, mail_root, Trash(db, mail_root), sync).register(router)
+        ProjectHandlers(Projects(db, self.config.data_dir)).register(router)
+        ProviderHandlers(providers).register(router)
+        return router
 
     def _secret_settings(self, db: Database) -> tuple[str, str]:
         """The store's random id and secret backend, recorded on first start."""

@@ -1,35 +1,69 @@
-"""Timed work of the daemon, owned by one APScheduler 3.x AsyncIOScheduler.
+"""Timed work of the daemon, owned by one APScheduler 3.x AsyncIOScheduler (R-E1, R-L1).
 
-Job defaults (DESIGN.md §6): ``coalesce`` and ``max_instances=1`` so a late or
-slow run never piles up, and ``misfire_grace_time=None`` because APScheduler's
-default of one second silently skips a run that is late (after a suspend,
-say).  Jobs only start work owned by the services (``SyncService`` tasks);
-the scheduler itself owns nothing that must be awaited at shutdown.
+Three switches decide the automatic fetch, all stored, all applied at once:
+the global automation switch and interval (``settings``), and per account
+"enabled" and "include in automatic fetch".  An account has a fetch job
+(``fetch:<id>``) exactly when all three are on; changing any of them adds,
+reschedules or removes the job (``apply``, also called on every
+``account.changed`` event).  A job only asks the sync service to fetch, which
+joins a fetch already under way: never two at once for one account.
 
-Jobs now: the trash mirror of every enabled account (R-C5: what webmail moved
-into the trash appears locally without a full fetch).
+Job defaults (DESIGN.md §6): ``coalesce`` and ``max_instances=1``, and
+``misfire_grace_time=None`` because APScheduler's default of one second
+silently skips a late run.  Its timers run on the monotonic clock, which
+stops during a suspend: a one-minute ``heartbeat`` job makes the scheduler
+look at its due jobs again soon after a resume, so a missed fetch happens
+once (coalesced), within a minute.  Each account's jitter spreads the
+fetches so that several accounts do not hit their servers at the same second.
+
+An account in ``needs-attention`` (refused password, safety stop) is skipped
+until the user acts; one in ``error`` waits for a back-off that doubles with
+each failure.  Also scheduled: the trash mirror of every enabled account.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bimmaild.accounts.service import AccountService
+from bimmaild.activity import Activity
+from bimmaild.protocol.errors import InvalidParams
+from bimmaild.store import settings
+from bimmaild.store import status as status_q
+from bimmaild.store.db import Database
 from bimmaild.sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
 TRASH_MIRROR_JOB = "trash-mirror"
+HEARTBEAT_JOB = "heartbeat"
+DEFAULT_INTERVAL_MINUTES = 15
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def fetch_job_id(account_id: int) -> str:
+    return f"fetch:{account_id}"
 
 
 class Scheduler:
-    def __init__(self, accounts: AccountService, sync: SyncService, *, trash_mirror_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        accounts: AccountService,
+        sync: SyncService,
+        activity: Activity,
+        *,
+        trash_mirror_seconds: float,
+    ) -> None:
+        self.db = db
         self.accounts = accounts
         self.sync = sync
+        self.activity = activity
         self.scheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -38,15 +72,103 @@ class Scheduler:
             IntervalTrigger(seconds=trash_mirror_seconds, jitter=min(10.0, trash_mirror_seconds / 10)),
             id=TRASH_MIRROR_JOB,
         )
+        self.scheduler.add_job(self._heartbeat, IntervalTrigger(minutes=1), id=HEARTBEAT_JOB)
 
     def start(self) -> None:
         self.scheduler.start()
+        self.apply()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
+    # -- the automation switch ---------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return settings.read(self.db.conn, "automation_enabled") != "0"
+
+    @property
+    def interval_minutes(self) -> int:
+        return int(settings.read(self.db.conn, "automation_interval_minutes") or DEFAULT_INTERVAL_MINUTES)
+
+    def info(self) -> dict[str, Any]:
+        runs = [
+            job.next_run_time for job in self.scheduler.get_jobs() if job.id.startswith("fetch:") and job.next_run_time
+        ]
+        return {
+            "enabled": self.enabled,
+            "interval_minutes": self.interval_minutes,
+            "next_run": min(runs).astimezone(UTC).isoformat(timespec="seconds") if runs else None,
+            "accounts": sorted(
+                int(job.id.split(":")[1]) for job in self.scheduler.get_jobs() if job.id.startswith("fetch:")
+            ),
+        }
+
+    def configure(self, enabled: bool | None, interval_minutes: int | None) -> dict[str, Any]:
+        if interval_minutes is not None and not 1 <= interval_minutes <= 24 * 60:
+            raise InvalidParams("the interval is 1 to 1440 minutes", field="interval_minutes")
+        with self.db.transaction() as conn:
+            if enabled is not None:
+                settings.write(conn, "automation_enabled", "1" if enabled else "0")
+            if interval_minutes is not None:
+                settings.write(conn, "automation_interval_minutes", str(interval_minutes))
+        self.apply(reschedule=interval_minutes is not None)
+        return self.info()
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def apply(self, *, reschedule: bool = False) -> None:
+        """Make the fetch jobs match the switches (idempotent)."""
+        wanted = {a.id for a in self.accounts.all() if self.enabled and a.enabled and a.auto_fetch}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("fetch:") and int(job.id.split(":")[1]) not in wanted:
+                job.remove()
+                self.activity.of(int(job.id.split(":")[1])).next_fetch_at = None
+        minutes = self.interval_minutes
+        for account_id in wanted:
+            job = self.scheduler.get_job(fetch_job_id(account_id))
+            trigger = IntervalTrigger(minutes=minutes, jitter=min(60.0, minutes * 6.0))
+            if job is None:
+                job = self.scheduler.add_job(self.fetch_job, trigger, args=[account_id], id=fetch_job_id(account_id))
+            elif reschedule:
+                job = job.reschedule(trigger)
+            self.activity.of(account_id).next_fetch_at = job.next_run_time
+
+    def offer(self, event: str, params: dict[str, Any]) -> None:
+        """EventBus subscriber: account switches take effect at once."""
+        if event == "account.changed":
+            self.apply()
+
+    def run_due_now(self) -> None:
+        """Every fetch job due now (a manual nudge, and how tests drive the schedule)."""
+        now = datetime.now(UTC)
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("fetch:"):
+                job.modify(next_run_time=now)
+        self.scheduler.wakeup()
+
+    async def fetch_job(self, account_id: int) -> None:
+        job = self.scheduler.get_job(fetch_job_id(account_id))
+        self.activity.of(account_id).next_fetch_at = job.next_run_time if job else None
+        if not self.accounts.exists(account_id) or not self.enabled:
+            return
+        account = self.accounts.find(account_id)
+        if not (account.enabled and account.auto_fetch):
+            return
+        status = status_q.read(self.db.conn, account_id)
+        if status["state"] == "needs-attention":
+            log.info("automatic fetch of account %d skipped: needs attention (%s)", account_id, status["message"])
+            return
+        if status["state"] == "error" and not self.sync.backoff_over(account_id):
+            log.info("automatic fetch of account %d deferred: backing off after errors", account_id)
+            return
+        self.sync.start(account_id)
+
     async def mirror_trash(self) -> None:
         for account in self.accounts.all():
             if account.enabled:
                 self.sync.mirror(account.id)
+
+    async def _heartbeat(self) -> None:
+        """Nothing: its firing makes the scheduler check its due jobs (see the module docstring)."""

@@ -28,11 +28,13 @@ from bimmaild.accounts import connection_test, model, presets, validation
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.providers import Provider, ProviderDatabase
 from bimmaild.accounts.secrets import Secret, SecretBackend, account_key
+from bimmaild.activity import Activity
 from bimmaild.conntest import runner as conntest
 from bimmaild.conntest.report import Report
 from bimmaild.events import EventBus
 from bimmaild.protocol.errors import ConfirmationRequired, Conflict, InvalidParams, NotFound, SecretsUnavailable
 from bimmaild.store import accounts as q
+from bimmaild.store import journal as journal_q
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
 
@@ -64,6 +66,8 @@ class AccountService:
         # Called with the id of an account added after a successful connection test: the daemon
         # fetches it at once, which also creates its trash folder on the server (R-C3).
         self.after_add: Callable[[int], None] | None = None
+        # What the account is doing now (fetching, push, next fetch), filled in by the daemon.
+        self.activity: Activity | None = None
         self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------
@@ -95,7 +99,11 @@ class AccountService:
         return {slot for slot in model.SLOTS if await self.secrets.get(account_key(account.secret_ref, slot))}
 
     async def public(self, account: Account) -> dict[str, Any]:
-        return {**account.to_public(await self.slots_set(account)), "status": status_q.read(self.db.conn, account.id)}
+        status = status_q.read(self.db.conn, account.id)
+        status["pending_operations"] = journal_q.count_pending(self.db.conn, account.id)
+        if self.activity is not None:
+            status.update(self.activity.of(account.id).to_public())
+        return {**account.to_public(await self.slots_set(account)), "status": status}
 
     # -- changing ----------------------------------------------------------
 
@@ -189,6 +197,7 @@ class AccountService:
             with self.db.transaction() as conn:
                 notes += self._apply_primary(conn, account, primary)
                 q.update(conn, account.id, {**changes, "updated_at": _now()})
+                notes += self._clear_attention(conn, account)
             for slot in unused:
                 await self.secrets.delete(account_key(account.secret_ref, slot))
         account = self.find(account.id)
@@ -242,6 +251,8 @@ class AccountService:
             account = self.find(ref)
             with self.db.transaction() as conn:
                 q.update(conn, account.id, {"enabled": int(enabled), "updated_at": _now()})
+                if enabled:
+                    self._clear_attention(conn, account)
         account = self.find(account.id)
         await self._changed("modified", account)
         return account
@@ -294,6 +305,13 @@ class AccountService:
             return [f"{account.name!r} is now the primary account"]
         q.update(conn, account.id, {"is_primary": 0})
         return ["there is no primary account now"]
+
+    def _clear_attention(self, conn: sqlite3.Connection, account: Account) -> list[str]:
+        """A change by the user is the answer to needs-attention: automatic fetches resume."""
+        if status_q.read(conn, account.id)["state"] != "needs-attention":
+            return []
+        status_q.clear(conn, account.id)
+        return ["the account no longer waits for attention: automatic fetches resume"]
 
     async def _forget_secrets(self, secret_ref: str) -> None:
         for slot in model.SLOTS:

@@ -344,6 +344,48 @@ class ImapConnection:
             raise CommandFailed("UID FETCH", response.result, _text(response))
         return command.items
 
+    async def idle(self, seconds: float) -> list[bytes]:
+        """IDLE (RFC 2177) until the server pushes something or ``seconds`` pass, then DONE.
+
+        Returns the pushed untagged lines (``3 EXISTS``, ``2 EXPUNGE``, ``1 FETCH (FLAGS …)``, ``OK Still
+        here`` …); [] after a quiet period.  A lost connection raises at once (no hanging idle).
+        """
+        if "IDLE" not in self.capabilities:
+            raise CommandFailed("IDLE", "NO", "the server does not offer IDLE")
+        queue = self.protocol.idle_queue
+        command = lib.IdleCommand(self.protocol.new_tag(), queue, loop=self.protocol.loop)
+        running = asyncio.ensure_future(self.protocol.execute(command))
+        try:
+            if not await self._first(self.protocol.wait_for_idle_response(), running, self.timeout):
+                raise ImapTimeout("IDLE start")
+            pushed: list[bytes] = []
+            got = asyncio.ensure_future(queue.get())
+            try:
+                if await self._first(got, running, seconds):
+                    pushed = [bytes(line) for line in got.result()]
+            finally:
+                got.cancel()
+            if not self.protocol.lost.is_set():
+                self.protocol.idle_done()
+            await self._call("IDLE end", asyncio.shield(running))
+        finally:
+            running.cancel()
+        return pushed
+
+    async def _first(self, awaitable: Any, running: asyncio.Future[Any], seconds: float) -> bool:
+        """True when ``awaitable`` finished first; raises if the connection died or the command ended."""
+        waiter = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self.protocol.lost.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, lost, running}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            lost.cancel()
+        if lost in done or (running in done and running.exception() is not None):
+            raise ImapConnectionLost(f"connection lost during IDLE: {self.protocol.lost_reason}")
+        return waiter in done
+
     async def create(self, mailbox: str) -> None:
         await self._checked("CREATE", mailbox)
 

@@ -88,6 +88,8 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
                 self.transport.abort()
         finally:
             del buf[:pos]
+        if self.pending_sync_command is not None:
+            self.pending_sync_command.flush()  # IDLE: hand what was pushed to its queue (as the library does)
 
     def _take_literal(self, buf: bytearray, pos: int) -> int:
         take = min(self._literal_remaining, len(buf) - pos)

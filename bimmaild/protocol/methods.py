@@ -145,7 +145,8 @@ ACCOUNT_RESULT = (
     "account object: {id, name, email, login, separate_auth, imap: {host, port, security, login, "
     "password_set}, smtp: {host, port, security, auth, login, password_set}, tls_ca_file, "
     "trash_folder, separator, auto_fetch, enabled, primary, provider, created_at, updated_at, "
-    "status: {state: new|ok|error|needs-attention, message, last_fetch_at, last_result}}. "
+    "status: {state: new|ok|error|needs-attention, message, last_fetch_at, last_result, pending_operations, "
+    "fetching, push: off|connecting|idle|unsupported|error, push_error, next_fetch_at, progress}}. "
     "Passwords are never returned, only whether one is set."
 )
 
@@ -154,6 +155,8 @@ FETCH_RESULT = (
     "state: ok|error|needs-attention, error, new, updated, removed, folders: [{folder, new, updated, removed, "
     "unchanged, needs_attention, error}], notes: [str]}]} (accounts is empty without wait)"
 )
+
+AUTOMATION_RESULT = "{enabled, interval_minutes, next_run: ISO time or nil, accounts: [account id]}"
 
 FOLDER_RESULT = (
     "{account, offline: reason or nil, folders: [{name, wire_name, role: inbox|sent|archive|drafts|junk|trash|"
@@ -276,6 +279,23 @@ METHODS: tuple[Method, ...] = (
         ),
         FETCH_RESULT,
         (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "automation.get",
+        "The global automatic-fetch switch (R-E1): whether it is on, the interval, the next run, "
+        "and the accounts it fetches (enabled and included in automatic fetch).",
+        (),
+        AUTOMATION_RESULT,
+    ),
+    Method(
+        "automation.set",
+        "Turn the automatic fetch on or off and/or change its interval; takes effect at once and survives a restart.",
+        (
+            Param("enabled", "bool", "The global switch."),
+            Param("interval_minutes", "int", "Minutes between automatic fetches.", min=1, max=1440),
+        ),
+        AUTOMATION_RESULT,
+        (E.INVALID_PARAMS,),
     ),
     Method(
         "account.folders",
@@ -419,6 +439,22 @@ METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
 
 EVENTS: tuple[Event, ...] = (
     Event("fetch.done", "A fetch of an account ended (manual or automatic).", "the account entry of the fetch result"),
+    Event(
+        "fetch.progress",
+        "A batch of new messages of a folder is stored.",
+        "{account_id, account, folder, messages_done, messages_total, bytes_done, bytes_total}",
+    ),
+    Event(
+        "message.new",
+        "A message arrived since the last fetch (not sent for a folder's first synchronisation; at most 50 per batch).",
+        "{account_id, account, folder, uid, message_id, subject, from, date}",
+    ),
+    Event(
+        "account.state",
+        "An account starts fetching or ends a fetch.",
+        "{account_id, account, state: fetching|ok|error|needs-attention, message}",
+    ),
+    Event("automation.changed", "The automation switch or interval changed.", AUTOMATION_RESULT),
     Event(
         "trash.changed",
         "A trash mirror run ended (after a delete or restore, or on its schedule).",

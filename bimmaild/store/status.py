@@ -32,3 +32,7 @@ def write(
         "last_fetch_at = excluded.last_fetch_at, last_result = excluded.last_result",
         (account_id, state, message, at, json.dumps(result) if result is not None else None),
     )
+
+
+def clear(conn: sqlite3.Connection, account_id: int) -> None:
+    conn.execute("DELETE FROM account_status WHERE account_id = ?", (account_id,))

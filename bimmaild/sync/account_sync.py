@@ -28,6 +28,7 @@ from bimmaild.store.db import Database
 from bimmaild.sync import folder_list
 from bimmaild.sync.folder_sync import FolderResult, FolderSync
 from bimmaild.sync.operations import Operations
+from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ class AccountSync:
         reconciled: set[int],
         confirm_removals: bool,
         only_trash: bool = False,
+        reporter: Reporter | None = None,
     ) -> None:
+        self.reporter = reporter or Reporter()
         self.db = db
         self.account = account
         self.secrets = secrets
@@ -187,6 +190,7 @@ class AccountSync:
             sync = FolderSync(
                 self.db, conn, self.account.id, row, account_dir / row["maildir"],
                 reconcile=row["id"] not in self.reconciled, confirm_removals=self.confirm_removals,
+                reporter=self.reporter,
             )  # fmt: skip
             try:
                 result.folders.append(await sync.run())

@@ -35,6 +35,7 @@ from bimmaild.store import messages as message_q
 from bimmaild.store.db import Database
 from bimmaild.store.maildir import MaildirFolder, NewFile, base_name, file_name, parse_name
 from bimmaild.sync import adoption, headers, planner
+from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,13 @@ class FolderSync:
         *,
         reconcile: bool,
         confirm_removals: bool,
+        reporter: Reporter | None = None,
     ) -> None:
         self.db = db
+        self.reporter = reporter or Reporter()
+        self.fresh = False
+        self.totals = (0, 0)  # messages, bytes to download in this run
+        self.done = (0, 0)
         self.conn = conn
         self.account_id = account_id
         self.folder_id: int = folder["id"]
@@ -120,7 +126,7 @@ class FolderSync:
             # the next run can recognise as this folder's (reconciliation compares it).
             with self.db.transaction() as conn:
                 folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity})
-        fresh = self.stored.uidnext is None  # first sync: nothing local to update or remove
+        self.fresh = fresh = self.stored.uidnext is None  # first sync: nothing local to update or remove
         start = planner.fetch_from(self.stored, uidvalidity)
         await self._fetch_new(uidvalidity, start)
         removals_done = True
@@ -223,6 +229,8 @@ class FolderSync:
             adoption.commit(self.db, done)
             self.result.new += len(done.done)
             sizes = {uid: size for uid, size in sizes.items() if uid not in done.done}
+        self.totals = (len(sizes), sum(sizes.values()))
+        self.reporter.progress(self.name, 0, self.totals[0], 0, self.totals[1])
         queue: asyncio.Queue[list[FetchItem] | None] = asyncio.Queue(MAX_WAITING_BATCHES)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._writer(queue, uidvalidity))
@@ -247,6 +255,10 @@ class FolderSync:
             with self.db.transaction() as conn:
                 message_q.insert_many(conn, rows)
             self.result.new += len(rows)
+            self.done = (self.done[0] + len(rows), self.done[1] + sum(r["size"] for r in rows))
+            self.reporter.progress(self.name, self.done[0], self.totals[0], self.done[1], self.totals[1])
+            if not self.fresh:
+                self.reporter.new_messages(self.name, rows)
 
     def _store_batch(self, batch: list[FetchItem], uidvalidity: int) -> list[dict[str, Any]]:
         """Worker thread: files durable in the Maildir, then the rows that index them."""

@@ -11,29 +11,72 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.service import AccountService
+from bimmaild.activity import Activity
 from bimmaild.events import EventBus
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
 from bimmaild.sync.account_sync import AccountResult, AccountSync
+from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+MAX_NEW_EVENTS = 50  # message.new events per batch: a flood of mail must not flood the clients
+
+
+class EventReporter(Reporter):
+    """Progress and new mail of one account's run, as live activity and events."""
+
+    def __init__(self, account: Account, events: EventBus, activity: Activity) -> None:
+        self.account = account
+        self.events = events
+        self.activity = activity
+
+    def progress(self, folder: str, messages_done: int, messages_total: int, bytes_done: int, bytes_total: int) -> None:
+        params = {
+            "account_id": self.account.id, "account": self.account.name, "folder": folder,
+            "messages_done": messages_done, "messages_total": messages_total,
+            "bytes_done": bytes_done, "bytes_total": bytes_total,
+        }  # fmt: skip
+        self.activity.of(self.account.id).progress = params
+        self.events.publish("fetch.progress", params)
+
+    def new_messages(self, folder: str, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows[:MAX_NEW_EVENTS]:
+            self.events.publish("message.new", {
+                "account_id": self.account.id, "account": self.account.name, "folder": folder,
+                "uid": row["uid"], "message_id": row["message_id"], "subject": row["subject"],
+                "from": row["sender"], "date": row["sent_at"],
+            })  # fmt: skip
 
 
 class SyncService:
     def __init__(
-        self, db: Database, accounts: AccountService, mail_root: Path, events: EventBus, timeout: float
+        self,
+        db: Database,
+        accounts: AccountService,
+        mail_root: Path,
+        events: EventBus,
+        timeout: float,
+        activity: Activity | None = None,
     ) -> None:
         self.db = db
         self.accounts = accounts
         self.mail_root = mail_root
         self.events = events
         self.timeout = timeout
+        self.activity = activity or Activity()
+        self._failures: dict[int, tuple[int, float]] = {}  # account -> (consecutive errors, when the last ended)
         self._running: dict[int, asyncio.Task[AccountResult]] = {}
         self._mirrors: dict[int, asyncio.Task[AccountResult]] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -56,6 +99,14 @@ class SyncService:
             for account, outcome in zip([a for a in chosen if a.enabled], outcomes, strict=True)
         ]
         return {"started": [a.name for a in chosen if a.enabled], "skipped_disabled": skipped, "accounts": results}
+
+    def backoff_over(self, account_id: int) -> bool:
+        """After n failed fetches in a row, the next automatic one waits 2^(n-1) minutes (at most an hour)."""
+        failures, when = self._failures.get(account_id, (0, 0.0))
+        if not failures:
+            return True
+        wait = min(60.0 * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
+        return bool(time.monotonic() - when >= wait)
 
     def start(self, account_id: int) -> None:
         """Fetch one account in the background (e.g. right after it was added)."""
@@ -104,15 +155,22 @@ class SyncService:
 
     async def _run_locked(self, account: Account, confirm_removals: bool, only_trash: bool) -> AccountResult:
         log.info("%s of account %d %r started", "trash mirror" if only_trash else "fetch", account.id, account.name)
+        live = self.activity.of(account.id)
+        if not only_trash:
+            live.fetching = True
+            self._state(account, "fetching", None)
         sync = AccountSync(
             self.db, account, self.accounts.secrets, self.mail_root, timeout=self.timeout,
             reconciled=self._reconciled, confirm_removals=confirm_removals, only_trash=only_trash,
+            reporter=EventReporter(account, self.events, self.activity),
         )  # fmt: skip
         try:
             result = await sync.run()
         except Exception as exc:  # a bug in one account's sync must not take others down
             log.exception("fetch of account %d failed", account.id)
             result = AccountResult(account.id, account.name, state="error", error=f"internal error: {exc}")
+        finally:
+            live.fetching, live.progress = False, None
         public = result.to_public()
         if self.accounts.exists(account.id):  # deleted meanwhile: nothing to record
             with self.db.transaction() as conn:
@@ -122,8 +180,18 @@ class SyncService:
             "fetch of account %d done: %s, %d new, %d updated, %d removed",
             account.id, result.state, public["new"], public["updated"], public["removed"],
         )  # fmt: skip
+        self._count_failure(account.id, result.state)
         self.events.publish("trash.changed" if only_trash else "fetch.done", public)
+        self._state(account, result.state, result.error)
         return result
+
+    def _count_failure(self, account_id: int, state: str) -> None:
+        failures = self._failures.get(account_id, (0, 0.0))[0]
+        self._failures[account_id] = (failures + 1 if state == "error" else 0, time.monotonic())
+
+    def _state(self, account: Account, state: str, message: str | None) -> None:
+        self.events.publish("account.state", {"account_id": account.id, "account": account.name, "state": state,
+                                              "message": message})  # fmt: skip
 
     async def cancel(self, account_id: int) -> None:
         """Stop the account's fetch and trash mirror, if any, and wait until they have stopped."""

@@ -7,7 +7,9 @@ from typing import Any
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.service import AccountService
 from bimmaild.control.router import Router, Session
+from bimmaild.events import EventBus
 from bimmaild.imap.connection import ImapError
+from bimmaild.scheduler import Scheduler
 from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.sync import folder_list
@@ -16,13 +18,25 @@ from bimmaild.sync.service import SyncService
 
 
 class SyncHandlers:
-    def __init__(self, accounts: AccountService, sync: SyncService) -> None:
+    def __init__(self, accounts: AccountService, sync: SyncService, scheduler: Scheduler, events: EventBus) -> None:
         self.accounts = accounts
         self.sync = sync
+        self.scheduler = scheduler
+        self.events = events
 
     def register(self, router: Router) -> None:
         router.register("fetch", self.fetch)
         router.register("account.folders", self.folders)
+        router.register("automation.get", self.automation_get)
+        router.register("automation.set", self.automation_set)
+
+    async def automation_get(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        return self.scheduler.info()
+
+    async def automation_set(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        result = self.scheduler.configure(params.get("enabled"), params.get("interval_minutes"))
+        self.events.publish("automation.changed", result)
+        return result
 
     async def fetch(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         return await self.sync.fetch(
@@ -36,6 +50,8 @@ class SyncHandlers:
             async with self.sync.lock(account.id):
                 offline = await self._refresh(account)
         folder_list.choose(self.sync.db, account.id, params["select"], params["unselect"])
+        if params["select"] or params["unselect"]:
+            self.events.publish("account.changed", {"change": "folders", "account_id": account.id, "account": None})
         rows = folder_q.for_account(self.sync.db.conn, account.id)
         return {
             "account": account.name,
