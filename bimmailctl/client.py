@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -132,7 +132,7 @@ class Client:
         result = await self.call("subscribe", {"topics": topics})
         return list(result["topics"])
 
-    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def events(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Events as they arrive; ends when the connection closes."""
         while True:
             item = await self._events.get()

@@ -246,3 +246,55 @@ def message_block(message: dict[str, Any], out: TextIO = sys.stdout) -> None:
         out.write(f"Attachment: {part['filename'] or '(unnamed)'} ({part['content_type']}, {part['size']} bytes)\n")
     out.write("\n")
     out.write((message["text"] if message["text"] is not None else "(no text part)") + "\n")
+
+
+def event_line(event: str, params: dict[str, Any]) -> str:
+    """One readable line per event, for ``watch``."""
+    who = params.get("account") or ""
+    if event == "fetch.progress":
+        return (f"{event}  {who} {params['folder']}: {params['messages_done']}/{params['messages_total']} messages, "
+                f"{_size(params['bytes_done'])}/{_size(params['bytes_total'])}")  # fmt: skip
+    if event == "message.new":
+        return f"{event}  {who} {params['folder']}: {params.get('from') or '?'} — {params.get('subject') or ''}"
+    if event in ("fetch.done", "trash.changed"):
+        counts = f"{params['new']} new, {params['updated']} updated, {params['removed']} removed"
+        return f"{event}  {who}: {params['state']}, {counts}"
+    if event == "account.state":
+        return f"{event}  {who}: {params['state']}" + (f" ({params['message']})" if params.get("message") else "")
+    return f"{event}  {json.dumps(params, ensure_ascii=False)}"
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return f"{count}"
+
+
+class Progress:
+    """Per-account progress for ``fetch --wait``: a redrawn bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.started: dict[str, float] = {}
+
+    def update(self, params: dict[str, Any], now: float) -> None:
+        key = f"{params['account']} {params['folder']}"
+        start = self.started.setdefault(key, now)
+        done, total = params["bytes_done"], max(params["bytes_total"], 1)
+        share = done / total
+        eta = (now - start) * (1 - share) / share if 0 < share < 1 else 0.0
+        text = (f"{key}: {params['messages_done']}/{params['messages_total']} messages, "
+                f"{_size(done)}/{_size(params['bytes_total'])}, {share:4.0%}"
+                + (f", about {eta:.0f} s left" if eta >= 1 else ""))  # fmt: skip
+        if self.tty:
+            width = 24
+            filled = int(share * width)
+            self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
+            if params["messages_done"] >= params["messages_total"]:
+                self.out.write("\n")
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()

@@ -34,13 +34,43 @@ def add_folder_parser(asub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 async def cmd_fetch(client: Client, args: argparse.Namespace) -> int:
     params = {"accounts": args.accounts, "wait": args.wait, "confirm_deletions": args.confirm_deletions}
-    result = await client.call("fetch", params)
+    if args.wait and not args.json:
+        result = await _fetch_with_progress(client, params)
+    else:
+        result = await client.call("fetch", params)
     if args.json:
         render.print_json(result)
     else:
         _print_fetch(result, args.wait)
     failed = [a for a in result["accounts"] if a["state"] != "ok"]
     return render.EXIT_SERVER if failed else render.EXIT_OK
+
+
+async def _fetch_with_progress(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """The fetch, with its fetch.progress events shown while it runs."""
+    import asyncio
+
+    await client.subscribe(["fetch.progress"])
+    progress = render.Progress()
+    loop = asyncio.get_running_loop()
+    call = asyncio.ensure_future(client.call("fetch", params))
+    events = client.events()
+    nxt: asyncio.Future[tuple[str, dict[str, Any]]] | None = None
+    try:
+        while not call.done():
+            nxt = nxt or asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({call, nxt}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                if nxt.exception() is None:
+                    progress.update(nxt.result()[1], loop.time())
+                nxt = None
+    finally:
+        if nxt is not None:
+            nxt.cancel()
+            await asyncio.gather(nxt, return_exceptions=True)
+        await events.aclose()
+    result: dict[str, Any] = call.result()
+    return result
 
 
 def _print_fetch(result: dict[str, Any], waited: bool) -> None:

@@ -33,7 +33,22 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
             ("primary", accounts["primary"]),
         ]
     )
-    for name, count in status.get("pending_operations", {}).items():
-        if count:
-            print(f"  {name}: {count} server operation(s) waiting (applied at the next connection)")
+    automation = await client.call("automation.get")
+    print(f"  automatic fetch: {'on' if automation['enabled'] else 'off'}, every {automation['interval_minutes']} min,"
+          f" next {automation['next_run'] or '-'}")  # fmt: skip
+    accounts_list = await client.call("account.list")
+    if accounts_list:
+        render.table(
+            ("ACCOUNT", "STATE", "LAST FETCH", "NEXT FETCH", "PUSH", "QUEUED"),
+            [
+                (a["name"], ("fetching" if a["status"].get("fetching") else a["status"]["state"]),
+                 a["status"]["last_fetch_at"] or "-", a["status"].get("next_fetch_at") or "-",
+                 a["status"].get("push", "off"), a["status"].get("pending_operations", 0))
+                for a in accounts_list
+            ],
+        )  # fmt: skip
+        for a in accounts_list:
+            message = a["status"].get("message") or a["status"].get("push_error")
+            if message:
+                print(f"{a['name']}: {message}")
     return render.EXIT_OK
