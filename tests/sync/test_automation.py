@@ -10,6 +10,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bimmailctl.client import Client
 from tests.helpers import BIN_DIR, RunningDaemon, daemon_config, run_ctl, start_daemon, stop_daemon
 from tests.servers.dovecot import Dovecot
@@ -204,3 +206,60 @@ async def test_ctl_automation_watch_and_progress(
     assert "automatic fetch: off, every 30 min" in status.stdout
     [row] = [line.split() for line in status.stdout.splitlines() if line.startswith("Work ")]
     assert row[:2] == ["Work", "ok"]
+
+
+async def test_a_missed_run_after_suspend_runs_once(
+    client: Client, daemon: RunningDaemon, mail_servers: MailServers
+) -> None:
+    """A job hours late (the machine slept) runs once, not once per missed interval (coalesce, no grace limit)."""
+    from datetime import UTC, datetime, timedelta
+
+    await add_account(client, mail_servers)
+    await client.call("automation.set", {"interval_minutes": 1})
+    await client.subscribe(["fetch.done"])
+    [job] = jobs(daemon).values()
+    job.modify(next_run_time=datetime.now(UTC) - timedelta(hours=3))
+    daemon.daemon.scheduler.scheduler.wakeup()
+    await next_event(client, "fetch.done")
+    with pytest.raises(TimeoutError):  # exactly one catch-up run, not 180 of them
+        await next_event(client, "fetch.done", timeout=1.0)
+    assert jobs(daemon)[job.id].next_run_time > datetime.now(UTC)
+
+
+async def test_scheduled_fetch_of_two_accounts_one_failing(
+    client: Client, daemon: RunningDaemon, mail_servers: MailServers
+) -> None:
+    mail_servers.user.deliver_many([make_message(i) for i in range(2)])
+    await add_account(client, mail_servers)
+    await client.call("account.add", {**mail_servers.account_params(name="Broken"), "password": "wrong", "test": False})
+    await client.subscribe(["fetch.done"])
+    daemon.daemon.scheduler.run_due_now()
+    results = {}
+    while len(results) < 2:
+        _, params = await next_event(client, "fetch.done")
+        results[params["account"]] = params
+    assert results["Work"]["state"] == "ok" and results["Work"]["new"] == 2
+    assert results["Broken"]["state"] == "needs-attention"
+
+
+async def test_idle_is_reissued_before_the_server_timeout(
+    short_dir: Path, tmp_path: Path, mail_servers: MailServers
+) -> None:
+    """IDLE ends and starts again on its own period (25 min by default; 0.3 s here), and still delivers."""
+    from dataclasses import replace
+
+    config = replace(daemon_config(short_dir, tmp_path), idle_seconds=0.3)
+    running = await start_daemon(config)
+    try:
+        async with await Client.connect(config.socket_path) as client:
+            await add_account(client, mail_servers)
+            await fetch(client)
+            await wait_push(client)
+            await asyncio.sleep(1.2)  # several IDLE / DONE cycles
+            await client.subscribe(["message.new"])
+            mail_servers.user.append(make_message(9, subject="après plusieurs IDLE"), "INBOX")
+            _, new = await next_event(client, "message.new", timeout=5)
+            assert new["subject"] == "après plusieurs IDLE"
+            assert (await client.call("account.show", {"account": "Work"}))["status"]["push"] == "idle"
+    finally:
+        await stop_daemon(running)
