@@ -234,7 +234,7 @@ async def test_scheduled_fetch_of_two_accounts_one_failing(
     await client.call("account.add", {**mail_servers.account_params(name="Broken"), "password": "wrong", "test": False})
     await client.subscribe(["fetch.done"])
     daemon.daemon.scheduler.run_due_now()
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     while len(results) < 2:
         _, params = await next_event(client, "fetch.done")
         results[params["account"]] = params
