@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, automation, messages, projects, providers, sync, system
+from bimmailctl.commands import accounts, automation, messages, projects, providers, send, sync, system
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_parsers(sub)
     projects.add_parsers(sub)
     automation.add_parsers(sub)
+    send.add_parsers(sub)
     return parser
 
 

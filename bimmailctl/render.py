@@ -6,6 +6,7 @@ codes in one table, so every command reports the same failure the same way.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ EXIT_PERMISSION = 6
 EXIT_CONFIRMATION = 7
 EXIT_SERVER = 8
 EXIT_TEMPORARY = 9
+EXIT_PARTIAL = 10
 
 # Error codes of bimmaild.protocol.errors, by number so that this module stays import-free.
 _EXIT_BY_CODE = {
@@ -48,7 +50,8 @@ EXIT_CODES_DOC = (
     (EXIT_PERMISSION, "permission denied"),
     (EXIT_CONFIRMATION, "confirmation required (pass --yes) or declined"),
     (EXIT_SERVER, "mail server failure: unreachable, TLS, authentication, server error"),
-    (EXIT_TEMPORARY, "temporary failure of the daemon: busy, disk, keyring; retry later"),
+    (EXIT_TEMPORARY, "temporary failure (daemon busy, disk, keyring; retry later); send: kept in the outbox"),
+    (EXIT_PARTIAL, "send: some recipients were refused, the others got the message"),
 )
 
 
@@ -57,8 +60,15 @@ def exit_code_for(code: int) -> int:
 
 
 def print_json(value: Any, out: TextIO = sys.stdout) -> None:
-    json.dump(value, out, indent=2, ensure_ascii=False, sort_keys=False)
+    """Bytes (file contents) are written as base64 strings."""
+    json.dump(value, out, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default)
     out.write("\n")
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def yes_no(value: object) -> str:
@@ -298,3 +308,35 @@ class Progress:
         else:
             self.out.write(text + "\n")
         self.out.flush()
+
+
+def send_result(result: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    """Per recipient, what the server said (R-D1): nobody is silently left out."""
+    for warning in result.get("warnings", []):
+        out.write(f"warning: {warning}\n")
+    for address in result["accepted"]:
+        out.write(f"accepted  {address}\n")
+    for address, reply in result["refused"].items():
+        out.write(f"refused   {address}: {reply['code']} {reply['message']}\n")
+    state = result["state"]
+    if state == "sent":
+        retry = result.get("retrying") or []
+        tail = f"; {', '.join(retry)} will be tried again (outbox {result['outbox_id']})" if retry else ""
+        out.write(f"sent from {result['account']} as {result['message_id']}{tail}\n")
+    elif state == "queued":
+        out.write(
+            f"not sent yet: {result['error']}; kept in the outbox (id {result['outbox_id']}), tried again later\n"
+        )
+    else:
+        out.write(
+            f"not sent: {result['error']}; kept in the outbox (id {result['outbox_id']}): "
+            "bimmailctl outbox retry|cancel\n"
+        )
+
+
+def send_exit_code(result: dict[str, Any]) -> int:
+    if result["state"] == "queued":
+        return EXIT_TEMPORARY
+    if result["state"] != "sent":
+        return EXIT_SERVER
+    return EXIT_PARTIAL if result["refused"] else EXIT_OK

@@ -34,6 +34,7 @@ from bimmaild.control.handlers.accounts import AccountHandlers
 from bimmaild.control.handlers.messages import MessageHandlers
 from bimmaild.control.handlers.projects import ProjectHandlers
 from bimmaild.control.handlers.providers import ProviderHandlers
+from bimmaild.control.handlers.send import SendHandlers
 from bimmaild.control.handlers.sync import SyncHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
@@ -41,11 +42,13 @@ from bimmaild.control.server import ControlServer, StartupError, ensure_private_
 from bimmaild.events import EventBus
 from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
-from bimmaild.scheduler import Scheduler
+from bimmaild.scheduler import OUTBOX_JOB, Scheduler
+from bimmaild.send.service import SendService
+from bimmaild.send.signatures import Signatures
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
 from bimmaild.sync.push import PushService
-from bimmaild.sync.service import SyncService
+from bimmaild.sync.service import TRASH_AND_SENT, SyncService
 from bimmaild.sync.trash import Trash
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class DaemonConfig:
     trash_mirror_seconds: float = 120.0
     # How long one IDLE lasts before it is re-issued (RFC 2177: under 29 minutes).
     idle_seconds: float = 25 * 60
+    # First wait before an unsent message is tried again; it doubles each time, up to an hour.
+    send_retry_seconds: float = 60.0
     inherited_socket: socket.socket | None = None
 
 
@@ -166,12 +171,21 @@ class Daemon:
         stack.push_async_callback(self.push.close)
         events.subscribe(self.push)
         self.push.apply()
+        signatures = Signatures(db, accounts)
+        self.send = SendService(
+            db, accounts, signatures, providers, self.config.data_dir, self.config.connect_timeout * 6, events,
+            retry_seconds=self.config.send_retry_seconds,
+        )  # fmt: skip
+        self.send.after_send = lambda account_id: sync.mirror(account_id, TRASH_AND_SENT)
+        await self.send.recover()
+        self.scheduler.every(min(60.0, self.config.send_retry_seconds), self.send.retry_due, OUTBOX_JOB)
         router = Router()
         AccountHandlers(accounts).register(router)
         SyncHandlers(accounts, sync, self.scheduler, events).register(router)
         MessageHandlers(db, accounts, mail_root, Trash(db, mail_root), sync).register(router)
         ProjectHandlers(Projects(db, self.config.data_dir)).register(router)
         ProviderHandlers(providers).register(router)
+        SendHandlers(self.send, signatures).register(router)
         return router
 
     def _secret_settings(self, db: Database) -> tuple[str, str]:

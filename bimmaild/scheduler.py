@@ -18,12 +18,14 @@ fetches so that several accounts do not hit their servers at the same second.
 
 An account in ``needs-attention`` (refused password, safety stop) is skipped
 until the user acts; one in ``error`` waits for a back-off that doubles with
-each failure.  Also scheduled: the trash mirror of every enabled account.
+each failure.  Also scheduled: the trash mirror of every enabled account, and
+the outbox's retries of unsent messages.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 TRASH_MIRROR_JOB = "trash-mirror"
 HEARTBEAT_JOB = "heartbeat"
+OUTBOX_JOB = "outbox"
 DEFAULT_INTERVAL_MINUTES = 15
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -73,6 +76,10 @@ class Scheduler:
             id=TRASH_MIRROR_JOB,
         )
         self.scheduler.add_job(self._heartbeat, IntervalTrigger(minutes=1), id=HEARTBEAT_JOB)
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
+        """Another periodic job (the outbox's retries), whatever the automation switch says."""
+        self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id)
 
     def start(self) -> None:
         self.scheduler.start()

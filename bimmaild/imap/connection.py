@@ -79,6 +79,7 @@ class TlsInfo:
 
 
 _COPYUID = re.compile(rb"\[COPYUID \d+ ([0-9:,]+) ([0-9:,]+)\]")
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _NAMESPACE = re.compile(rb'^\(\("([^"]*)" (?:"((?:[^"\\]|\\.)*)"|NIL)\)')
 
 
@@ -386,6 +387,31 @@ class ImapConnection:
             raise ImapConnectionLost(f"connection lost during IDLE: {self.protocol.lost_reason}")
         return waiter in done
 
+    async def append(self, mailbox: str, message: bytes, flags: str = "(\\Seen)") -> tuple[int, int] | None:
+        """APPEND ``message``; returns (UIDVALIDITY, UID) from APPENDUID (UIDPLUS) when the server gives it.
+
+        The literal is sent after the server's continuation (aioimaplib writes
+        it from ``literal_data``); the time allowed grows with the size, at
+        64 KB/s at worst, so a big message on a slow link is not cut short.
+        """
+        self.protocol.literal_data = message
+        command = lib.Command(
+            "APPEND", self.protocol.new_tag(), mailbox, flags, f"{{{len(message)}}}", loop=self.protocol.loop
+        )
+        try:
+            response: lib.Response = await self._call(
+                "APPEND", self.protocol.execute(command), timeout=self.timeout + len(message) / 65536
+            )
+        finally:
+            self.protocol.literal_data = None  # refused before the continuation: nothing left to send
+        if response.result != "OK":
+            raise CommandFailed("APPEND", response.result, _text(response))
+        for line in response.lines:
+            match = _APPENDUID.search(bytes(line))
+            if match:
+                return int(match.group(1)), int(match.group(2))
+        return None
+
     async def create(self, mailbox: str) -> None:
         await self._checked("CREATE", mailbox)
 
@@ -437,12 +463,12 @@ class ImapConnection:
             raise CommandFailed(name, response.result, _text(response))
         return response
 
-    async def _call(self, what: str, awaitable: Any) -> Any:
+    async def _call(self, what: str, awaitable: Any, *, timeout: float | None = None) -> Any:
         if self.protocol.lost.is_set():
             awaitable.close()
             raise ImapConnectionLost(f"connection lost before {what}: {self.protocol.lost_reason}")
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout or self.timeout):
                 return await awaitable
         except TimeoutError:
             raise ImapTimeout(what) from None

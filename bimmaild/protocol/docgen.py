@@ -39,7 +39,7 @@ def _param_rows(params: tuple[Param, ...], prefix: str = "") -> list[str]:
         doc = p.doc.replace("|", "\\|")
         rows.append(f"| `{path}` | {kind} | {'; '.join(flags)} | {doc} |")
         if p.fields:
-            rows += _param_rows(p.fields, prefix=f"{path}.")
+            rows += _param_rows(p.fields, prefix=f"{path}[]." if p.kind == "list" else f"{path}.")
     return rows
 
 

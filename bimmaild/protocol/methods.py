@@ -171,6 +171,35 @@ MESSAGE_FIELDS = (
 
 _ACCOUNT_ERRORS = (E.INVALID_PARAMS, E.NOT_FOUND)
 
+MAX_BODY = 16 * 1024 * 1024
+MAX_ATTACHMENT = 24 * 1024 * 1024
+FILE_FIELDS = (
+    Param("filename", "str", "File name shown to the recipient.", required=True, max_len=255),
+    Param("content_type", "str", "MIME type; guessed from the name when absent.", nullable=True, max_len=255),
+    Param("data", "bin", "The file's bytes.", required=True, max_len=MAX_ATTACHMENT),
+)
+IMAGE_LIST = Param(
+    "images",
+    "list",
+    "Images the HTML refers to as cid:FILENAME (PNG, JPEG, GIF, WebP; 512 KB each, 2 MB in all).",
+    item_kind="map",
+    fields=FILE_FIELDS,
+    max_items=20,
+)
+SIGNATURE_REF = Param("name", "str", "Signature name (case-insensitive).", required=True, max_len=200)
+SIGNATURE_OBJECT = (
+    "{name, kind: text|html, body, position, default, images: [{filename, content_type, size}], updated_at}"
+)
+SIGNATURE_LIST = f"{{account, signatures: [{SIGNATURE_OBJECT}]}}"
+OUTBOX_ENTRY = (
+    "{id, account, message_id, subject, recipients: [address], state: queued|sending|sent|failed|uncertain|"
+    "cancelled, attempts, next_attempt_at, last_error, result: {accepted, refused} or nil, created_at}"
+)
+SEND_RESULT = (
+    "{outbox_id, account, message_id, state: sent|queued|failed, accepted: [address], "
+    "refused: {address: {code, message}}, partial, retrying: [address], error, warnings: [text], signature}"
+)
+
 METHODS: tuple[Method, ...] = (
     Method(
         "hello",
@@ -427,6 +456,145 @@ METHODS: tuple[Method, ...] = (
         (E.INVALID_PARAMS,),
     ),
     Method(
+        "send",
+        "Compose and send a message (R-D1, R-D2).  Each recipient gets its own RCPT TO; the result says "
+        "per recipient whether the server took it.  The message is kept in the outbox until delivered: a "
+        "temporary failure (4xx, server unreachable) is retried with back-off, a permanent one waits for "
+        "outbox.retry or outbox.cancel.  A copy goes to the Sent folder unless the provider files it itself.",
+        (
+            Param("from", "str|int", "Sending account (name or id); the primary account when absent.", max_len=200),
+            Param("to", "str", "Recipients, split with the account's separator.", default="", max_len=65536),
+            Param("cc", "str", "Copy recipients.", default="", max_len=65536),
+            Param("bcc", "str", "Blind-copy recipients (in the envelope only).", default="", max_len=65536),
+            Param("subject", "str", "Subject.", default="", max_len=998),
+            Param("text", "str", "The body as plain text.", required=True, max_len=MAX_BODY),
+            Param(
+                "html", "str", "The body as HTML too (sent as multipart/alternative).", nullable=True, max_len=MAX_BODY
+            ),
+            Param(
+                "attachments",
+                "list",
+                "Files to attach.",
+                default=[],
+                item_kind="map",
+                fields=FILE_FIELDS,
+                max_items=100,
+            ),
+            Param(
+                "signature", "str", "Signature name; the account's default one when absent.", nullable=True, max_len=200
+            ),
+            Param("no_signature", "bool", "Append no signature.", default=False),
+        ),
+        SEND_RESULT,
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.SECRETS_UNAVAILABLE),
+    ),
+    Method(
+        "outbox.list",
+        "Messages handed to sending: waiting, failed, uncertain, and a month of delivered ones.",
+        (Param("account", "str|int", "Only this account's.", max_len=200),),
+        f"[{OUTBOX_ENTRY}]",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "outbox.retry",
+        "Submit a queued, failed or uncertain message now.",
+        (Param("id", "int", "Outbox entry id.", required=True, min=1),),
+        SEND_RESULT,
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "outbox.cancel",
+        "Give up sending a queued, failed or uncertain message (it gets no Sent copy).",
+        (Param("id", "int", "Outbox entry id.", required=True, min=1),),
+        OUTBOX_ENTRY,
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "signature.list",
+        "The account's signatures, in order (R-F1).",
+        (ACCOUNT_REF,),
+        SIGNATURE_LIST,
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
+        "signature.add",
+        "Add a signature at the end of the account's list (R-F1, R-F2): plain text, or HTML (sanitised: "
+        "no scripts, no remote content) with inline images.",
+        (
+            ACCOUNT_REF,
+            SIGNATURE_REF,
+            Param("text", "str", "A plain-text signature.", nullable=True, max_len=65536),
+            Param("html", "str", "A rich (HTML) signature.", nullable=True, max_len=65536),
+            IMAGE_LIST,
+            Param("default", "bool", "Make it the account's default signature.", default=False),
+        ),
+        SIGNATURE_LIST,
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.CONFLICT),
+    ),
+    Method(
+        "signature.modify",
+        "Change a signature: its name, its text or HTML (the kind follows), its images, whether it is the default.",
+        (
+            ACCOUNT_REF,
+            SIGNATURE_REF,
+            Param("new_name", "str", "New name.", max_len=200),
+            Param(
+                "text", "str", "New plain-text body (the signature becomes plain text).", nullable=True, max_len=65536
+            ),
+            Param("html", "str", "New HTML body (the signature becomes rich).", nullable=True, max_len=65536),
+            Param(
+                "images",
+                "list",
+                "Replace the images.",
+                nullable=True,
+                item_kind="map",
+                fields=FILE_FIELDS,
+                max_items=20,
+            ),
+            Param("default", "bool", "Make it the default (true) or no longer the default (false).", nullable=True),
+        ),
+        SIGNATURE_LIST,
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.CONFLICT),
+    ),
+    Method(
+        "signature.delete",
+        "Delete a signature; the others keep their order (if it was the default, none is).",
+        (ACCOUNT_REF, SIGNATURE_REF),
+        SIGNATURE_LIST,
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
+        "signature.move",
+        "Move a signature one place up or down, or to a position (1 is first).",
+        (
+            ACCOUNT_REF,
+            SIGNATURE_REF,
+            Param("direction", "str", "One place up or down.", choices=("up", "down")),
+            Param("position", "int", "Target position.", min=1),
+        ),
+        SIGNATURE_LIST,
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
+        "signature.default",
+        "Make a signature the account's default (at most one), or, with name nil, leave none default.",
+        (
+            ACCOUNT_REF,
+            Param("name", "str", "Signature name; nil: no default.", required=True, nullable=True, max_len=200),
+        ),
+        SIGNATURE_LIST,
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
+        "signature.preview",
+        "The signature exactly as a sent message carries it (R-G1): the text added to the plain part, the "
+        "HTML added to the rich part, and the MIME parts (inline images) that come with it.",
+        (ACCOUNT_REF, SIGNATURE_REF),
+        "{account, name, text, html or nil, parts: [{content_type, content_id, filename, size}], "
+        "mime: the MIME text of those parts}",
+        _ACCOUNT_ERRORS,
+    ),
+    Method(
         "account.disable",
         "Disable the account: every fetch skips it (R-L1).",
         (ACCOUNT_REF,),
@@ -459,6 +627,11 @@ EVENTS: tuple[Event, ...] = (
         "trash.changed",
         "A trash mirror run ended (after a delete or restore, or on its schedule).",
         "the account entry of the fetch result",
+    ),
+    Event(
+        "outbox.changed",
+        "A message handed to sending changed state (sent, queued for retry, failed, uncertain, cancelled).",
+        OUTBOX_ENTRY,
     ),
     Event(
         "account.changed",

@@ -28,6 +28,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "bool": (bool,),
     "map": (dict,),
     "list": (list,),
+    "bin": (bytes,),
     "str|int": (str, int),
 }
 
@@ -50,7 +51,7 @@ class Param:
     max_len: int = DEFAULT_MAX_STR
     item_kind: str | None = None
     max_items: int = 1000
-    fields: tuple[Param, ...] | None = None
+    fields: tuple[Param, ...] | None = None  # of a map, or of each map of a list of maps
     secret: bool = False
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ def _check_value(param: Param, value: Any, path: str) -> Any:
         raise InvalidParams(f"{path} must be of type {param.kind}, not {type(value).__name__}", field=path)
     if isinstance(value, str):
         _check_str(param, value, path)
+    elif isinstance(value, bytes) and len(value) > param.max_len:
+        raise InvalidParams(f"{path} is larger than {param.max_len} bytes", field=path)
     elif isinstance(value, int) and not isinstance(value, bool):
         _check_int(param, value, path)
     if param.choices is not None and value not in param.choices:
@@ -116,7 +119,8 @@ def _check_list(param: Param, value: list[Any], path: str) -> list[Any]:
         raise InvalidParams(f"{path} has more than {param.max_items} items", field=path)
     if param.item_kind is None:
         return value
-    item = Param(name="", kind=param.item_kind, doc="", max_len=param.max_len, secret=param.secret)
+    fields = param.fields if param.item_kind == "map" else None
+    item = Param(name="", kind=param.item_kind, doc="", max_len=param.max_len, secret=param.secret, fields=fields)
     return [_check_value(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
 
 

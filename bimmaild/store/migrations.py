@@ -141,4 +141,62 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX project_messages_once ON project_messages (project_id, source_id) WHERE source_id IS NOT NULL;
     """,
+    # 5: sending: signatures (R-F1, R-F2), the outbox, and 'append' (the Sent copy) in the journal.
+    """
+    CREATE TABLE journal_v5 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id  INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        kind        TEXT NOT NULL CHECK (kind IN ('create', 'move', 'expunge', 'append')),
+        params      TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        created_at  TEXT NOT NULL,
+        done_at     TEXT
+    );
+    INSERT INTO journal_v5 SELECT * FROM journal;
+    DROP TABLE journal;
+    ALTER TABLE journal_v5 RENAME TO journal;
+    CREATE INDEX journal_by_state ON journal (account_id, state, id);
+    CREATE TABLE signatures (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id  INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL COLLATE NOCASE,
+        kind        TEXT NOT NULL CHECK (kind IN ('text', 'html')),
+        body        TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        is_default  INTEGER NOT NULL DEFAULT 0 CHECK (is_default IN (0, 1)),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        UNIQUE (account_id, name)
+    );
+    CREATE UNIQUE INDEX signatures_one_default ON signatures (account_id) WHERE is_default = 1;
+    CREATE TABLE signature_images (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        signature_id  INTEGER NOT NULL REFERENCES signatures (id) ON DELETE CASCADE,
+        filename      TEXT NOT NULL,
+        content_type  TEXT NOT NULL,
+        data          BLOB NOT NULL,
+        UNIQUE (signature_id, filename)
+    );
+    -- Messages handed to SMTP: kept until every recipient is settled (R-D1, never lost).
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id      INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        message_id      TEXT NOT NULL,
+        subject         TEXT,
+        sender          TEXT NOT NULL,
+        recipients      TEXT NOT NULL,
+        filename        TEXT NOT NULL,
+        state           TEXT NOT NULL
+                        CHECK (state IN ('queued', 'sending', 'sent', 'failed', 'uncertain', 'cancelled')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error      TEXT,
+        result          TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
+    """,
 )

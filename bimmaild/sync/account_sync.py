@@ -32,6 +32,8 @@ from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
 
+SENT_FOLDER = "Sent"  # created when a sent message's copy has nowhere to go (as Thunderbird does)
+
 
 class AccountUnavailable(Exception):
     """The account cannot be synchronised now; ``attention`` when only the user can fix it."""
@@ -92,9 +94,9 @@ async def connect(account: Account, secrets: SecretBackend, timeout: float) -> I
     return conn
 
 
-async def trash_wire_name(conn: ImapConnection, entries: list[ListEntry], name: str) -> str:
-    """The trash folder's name on the wire: in the personal namespace, with the server's
-    hierarchy delimiter, in modified UTF-7 (R-C3)."""
+async def personal_wire_name(conn: ImapConnection, entries: list[ListEntry], name: str) -> str:
+    """A folder's name on the wire (the trash folder's, R-C3, or Sent): in the personal
+    namespace, with the server's hierarchy delimiter, in modified UTF-7."""
     prefix, delimiter = await conn.namespace_prefix()
     delimiter = delimiter or next((e.delimiter for e in entries if e.delimiter), None)
     local = name.replace("/", delimiter) if delimiter else name
@@ -111,18 +113,30 @@ async def prepare_folders(
     db: Database, conn: ImapConnection, account: Account, mail_root: Path
 ) -> tuple[list[sqlite3.Row], list[str]]:
     """What every connection does first: refresh the folder list, create the account's trash
-    folder on the server if it is missing (R-C3), replay pending server operations (R-C7)."""
+    folder on the server if it is missing (R-C3) — and a Sent folder when a sent message's
+    copy waits for one (R-D1) —, then replay pending server operations (R-C7), creations
+    first since the others may need those folders."""
     entries = await conn.list_entries()
     rows = folder_list.refresh(db, account.id, entries, account.trash_folder)
-    trash_present = any(r["role"] == "account_trash" and r["state"] == "present" for r in rows)
     pending = journal_q.pending(db.conn, account.id)
-    if not trash_present and not any(e["kind"] == "create" for e in pending):
-        wire = await trash_wire_name(conn, entries, account.trash_folder)
-        with db.transaction() as txn:
-            journal_q.record(txn, account.id, "create", {"wire_name": wire})
-    notes = await Operations(db, conn, account.id, mail_root).replay()
-    if not trash_present:
+    creating = {journal_q.params(e)["wire_name"] for e in pending if e["kind"] == "create"}
+    wanted = []
+    if not any(r["role"] == "account_trash" and r["state"] == "present" for r in rows):
+        wanted.append(account.trash_folder)
+    if any(e["kind"] == "append" for e in pending) and not any(
+        r["role"] == "sent" and r["state"] == "present" for r in rows
+    ):
+        wanted.append(SENT_FOLDER)
+    for name in wanted:
+        wire = await personal_wire_name(conn, entries, name)
+        if wire not in creating:
+            with db.transaction() as txn:
+                journal_q.record(txn, account.id, "create", {"wire_name": wire})
+    operations = Operations(db, conn, account.id, mail_root)
+    notes = await operations.replay(kinds=("create",))
+    if wanted:
         rows = folder_list.refresh(db, account.id, await conn.list_entries(), account.trash_folder)
+    notes += await operations.replay()
     return rows, notes
 
 
@@ -137,7 +151,7 @@ class AccountSync:
         timeout: float,
         reconciled: set[int],
         confirm_removals: bool,
-        only_trash: bool = False,
+        only_roles: frozenset[str] | None = None,
         reporter: Reporter | None = None,
     ) -> None:
         self.reporter = reporter or Reporter()
@@ -148,7 +162,7 @@ class AccountSync:
         self.timeout = timeout
         self.reconciled = reconciled
         self.confirm_removals = confirm_removals
-        self.only_trash = only_trash
+        self.only_roles = only_roles  # None: every folder chosen for sync
 
     async def run(self) -> AccountResult:
         result = AccountResult(self.account.id, self.account.name)
@@ -184,8 +198,8 @@ class AccountSync:
             )
         account_dir = self.mail_root / str(self.account.id)
         chosen = folder_list.to_sync(rows)
-        if self.only_trash:
-            chosen = [r for r in chosen if r["role"] == "account_trash"]
+        if self.only_roles is not None:
+            chosen = [r for r in chosen if r["role"] in self.only_roles]
         for row in chosen:
             sync = FolderSync(
                 self.db, conn, self.account.id, row, account_dir / row["maildir"],

@@ -13,6 +13,12 @@ because a crash can come between sending it and recording its result:
   Before copying again after an interrupted attempt, the destination is
   searched for the Message-ID, so a message is never copied twice.
 * ``expunge``: ``UID STORE \\Deleted`` + ``UID EXPUNGE`` of that UID, if still there.
+* ``append`` (the Sent copy of a message sent by SMTP, R-D1): waits while the
+  outbox has not delivered the message (queued, failed, uncertain: the user may
+  still retry); none for a cancelled one.  The Sent folder is searched for the
+  Message-ID first, so a copy appended just before a crash is not appended
+  again; then ``APPEND (\\Seen)``.  The message is downloaded by the Sent
+  folder's sync, like any other.  The outbox file is removed once it is done.
 
 A refusal by the server is recorded on the entry and retried at the next
 fetch; a broken connection ends the replay (the rest waits for the next one).
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,10 @@ def _quoted_id(message_id: str) -> str:
     return '"' + message_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class Postponed(Exception):
+    """The entry cannot run yet (e.g. its message is still in the outbox); not an attempt."""
+
+
 class Operations:
     def __init__(self, db: Database, conn: ImapConnection, account_id: int, mail_root: Path) -> None:
         self.db = db
@@ -48,14 +59,18 @@ class Operations:
         self.account_id = account_id
         self.account_dir = mail_root / str(account_id)
 
-    async def replay(self) -> list[str]:
-        """Carry out every pending entry in order; returns notes about entries that failed."""
+    async def replay(self, kinds: Collection[str] | None = None) -> list[str]:
+        """Carry out every pending entry (of these kinds) in order; returns notes about entries that failed."""
         notes = []
+        handlers = {"create": self._create, "move": self._move, "expunge": self._expunge, "append": self._append}
         for entry in journal_q.pending(self.db.conn, self.account_id):
+            if kinds is not None and entry["kind"] not in kinds:
+                continue
             params = journal_q.params(entry)
             try:
-                handler = {"create": self._create, "move": self._move, "expunge": self._expunge}[entry["kind"]]
-                await handler(entry["id"], params)
+                await handlers[entry["kind"]](entry["id"], params)
+            except Postponed:
+                continue
             except CommandFailed as exc:
                 error = f"{exc.command}: {exc.result} {exc.text}"
                 with self.db.transaction() as conn:
@@ -152,6 +167,35 @@ class Operations:
             listed = ",".join(str(u) for u in uids)
             await self.conn.uid_store(listed, "+FLAGS.SILENT", "(\\Deleted)")
             await self.conn.uid_expunge(listed)
+
+    # -- append ----------------------------------------------------------------
+
+    async def _append(self, entry_id: int, params: dict[str, Any]) -> None:
+        outbox = self.db.conn.execute("SELECT state FROM outbox WHERE id = ?", (params["outbox_id"],)).fetchone()
+        state = outbox["state"] if outbox is not None else "cancelled"
+        if state in ("queued", "sending", "failed", "uncertain"):
+            raise Postponed
+        path = Path(params["filename"])
+        if state == "sent":
+            sent = self.db.conn.execute(
+                "SELECT wire_name FROM folders WHERE account_id = ? AND role = 'sent' AND state = 'present'",
+                (self.account_id,),
+            ).fetchone()
+            if sent is None:
+                raise CommandFailed("APPEND", "NO", "the account has no Sent folder on the server")
+            mailbox = quote_mailbox(sent["wire_name"])
+            await self.conn.select(mailbox)
+            if not await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}"):
+                try:
+                    data = await asyncio.to_thread(path.read_bytes)
+                except FileNotFoundError:
+                    log.error(
+                        "sent copy of %s: the outbox file %s is gone; no copy appended", params["message_id"], path
+                    )
+                    return
+                await self.conn.append(mailbox, data)
+                log.info("sent copy of %s appended to %r", params["message_id"], sent["wire_name"])
+        await asyncio.to_thread(path.unlink, missing_ok=True)
 
 
 def _rename_in(maildir: MaildirFolder, old: str, new: str) -> None:

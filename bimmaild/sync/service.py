@@ -29,6 +29,8 @@ from bimmaild.sync.reporting import Reporter
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 3600.0
+TRASH_ONLY = frozenset({"account_trash"})
+TRASH_AND_SENT = frozenset({"account_trash", "sent"})
 
 
 MAX_NEW_EVENTS = 50  # message.new events per batch: a flood of mail must not flood the clients
@@ -78,7 +80,8 @@ class SyncService:
         self.activity = activity or Activity()
         self._failures: dict[int, tuple[int, float]] = {}  # account -> (consecutive errors, when the last ended)
         self._running: dict[int, asyncio.Task[AccountResult]] = {}
-        self._mirrors: dict[int, asyncio.Task[AccountResult]] = {}
+        self._mirrors: dict[int, asyncio.Task[None]] = {}
+        self._mirror_roles: dict[int, frozenset[str]] = {}  # what the next mirror run of an account covers
         self._locks: dict[int, asyncio.Lock] = {}
         self._reconciled: set[int] = set()
 
@@ -130,38 +133,50 @@ class SyncService:
             if running is task:
                 del self._running[account_id]
 
-    def mirror(self, account_id: int) -> None:
-        """Trash mirror now, in the background: replay the journal, sync the trash folder only."""
+    def mirror(self, account_id: int, roles: frozenset[str] = TRASH_ONLY) -> None:
+        """Replay the journal now, in the background, and sync the folders of these roles only
+        (the trash folder after a delete or restore; also Sent after a message was sent).
+
+        A change made while a run is under way gets one more run: that one may
+        have replayed the journal before the change was written.
+        """
+        if not self.accounts.exists(account_id) or not self.accounts.find(account_id).enabled:
+            return
+        self._mirror_roles[account_id] = self._mirror_roles.get(account_id, frozenset()) | roles
         task = self._mirrors.get(account_id)
-        if task is not None and not task.done():
-            return  # one queued run covers every change made before it starts
-        if not self.accounts.exists(account_id):
-            return
-        account = self.accounts.find(account_id)
-        if not account.enabled:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._run(account, False, only_trash=True), name=f"mirror:{account_id}"
-        )
-        self._mirrors[account_id] = task
+        if task is None or task.done():
+            self._mirrors[account_id] = asyncio.get_running_loop().create_task(
+                self._mirror_runs(account_id), name=f"mirror:{account_id}"
+            )
+
+    async def _mirror_runs(self, account_id: int) -> None:
+        while (roles := self._mirror_roles.pop(account_id, None)) is not None:
+            if not self.accounts.exists(account_id) or not self.accounts.find(account_id).enabled:
+                return
+            await self._run(self.accounts.find(account_id), False, only_roles=roles)
 
     def lock(self, account_id: int) -> asyncio.Lock:
         """Held by whatever works on an account's server state (fetch, trash mirror, folder listing)."""
         return self._locks.setdefault(account_id, asyncio.Lock())
 
-    async def _run(self, account: Account, confirm_removals: bool, *, only_trash: bool = False) -> AccountResult:
+    async def _run(
+        self, account: Account, confirm_removals: bool, *, only_roles: frozenset[str] | None = None
+    ) -> AccountResult:
         async with self.lock(account.id):  # one session per account at a time: fetch and mirror take turns
-            return await self._run_locked(account, confirm_removals, only_trash)
+            return await self._run_locked(account, confirm_removals, only_roles)
 
-    async def _run_locked(self, account: Account, confirm_removals: bool, only_trash: bool) -> AccountResult:
-        log.info("%s of account %d %r started", "trash mirror" if only_trash else "fetch", account.id, account.name)
+    async def _run_locked(
+        self, account: Account, confirm_removals: bool, only_roles: frozenset[str] | None
+    ) -> AccountResult:
+        what = "fetch" if only_roles is None else "mirror of " + ", ".join(sorted(only_roles))
+        log.info("%s of account %d %r started", what, account.id, account.name)
         live = self.activity.of(account.id)
-        if not only_trash:
+        if only_roles is None:
             live.fetching = True
             self._state(account, "fetching", None)
         sync = AccountSync(
             self.db, account, self.accounts.secrets, self.mail_root, timeout=self.timeout,
-            reconciled=self._reconciled, confirm_removals=confirm_removals, only_trash=only_trash,
+            reconciled=self._reconciled, confirm_removals=confirm_removals, only_roles=only_roles,
             reporter=EventReporter(account, self.events, self.activity),
         )  # fmt: skip
         try:
@@ -181,7 +196,7 @@ class SyncService:
             account.id, result.state, public["new"], public["updated"], public["removed"],
         )  # fmt: skip
         self._count_failure(account.id, result.state)
-        self.events.publish("trash.changed" if only_trash else "fetch.done", public)
+        self.events.publish("fetch.done" if only_roles is None else "trash.changed", public)
         self._state(account, result.state, result.error)
         return result
 
@@ -195,13 +210,17 @@ class SyncService:
 
     async def cancel(self, account_id: int) -> None:
         """Stop the account's fetch and trash mirror, if any, and wait until they have stopped."""
-        tasks = [t for t in (self._running.get(account_id), self._mirrors.get(account_id)) if t and not t.done()]
+        self._mirror_roles.pop(account_id, None)
+        tasks: list[asyncio.Task[Any]] = [
+            t for t in (self._running.get(account_id), self._mirrors.get(account_id)) if t and not t.done()
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        tasks = [t for t in [*self._running.values(), *self._mirrors.values()] if not t.done()]
+        self._mirror_roles.clear()
+        tasks: list[asyncio.Task[Any]] = [t for t in [*self._running.values(), *self._mirrors.values()] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Sending: recipient parsing, composition, SMTP submission, signatures, outbox."""

@@ -1,0 +1,365 @@
+"""Sending a message: compose, keep it in the outbox, submit, then the Sent copy (R-D1, R-D2, R-E2).
+
+Order, for "never lost, never sent twice":
+
+1. the message is composed (Message-ID and Date set here) and written, with
+   its outbox row and — unless the provider files sent mail itself (Gmail) —
+   the journal entry of its Sent copy, before any byte goes to SMTP;
+2. the row is marked ``sending`` and the message submitted, one RCPT per
+   recipient.  Accepted: ``sent``.  Temporarily refused or unreachable:
+   ``queued`` again with a back-off (the schedule retries it).  Permanently
+   refused: ``failed``, kept for the user (``outbox retry|cancel``), never
+   dropped.  Some recipients refused temporarily: they get an outbox entry of
+   their own;
+3. the Sent copy is appended by the journal (it waits while the message is
+   queued; a failed message gets none), once: the Sent folder is searched for
+   the Message-ID first.
+
+A daemon killed during submission leaves a ``sending`` row: at the next start
+it becomes ``uncertain`` (the server may have taken it); it is not resent on
+its own, because SMTP cannot tell, and resending could deliver it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import logging
+import mimetypes
+import os
+import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from bimmaild.accounts.model import Account
+from bimmaild.accounts.providers import ProviderDatabase
+from bimmaild.accounts.secrets import account_key
+from bimmaild.accounts.service import AccountService
+from bimmaild.events import EventBus
+from bimmaild.protocol.errors import InvalidParams, NotFound
+from bimmaild.send import compose, recipients
+from bimmaild.send.signatures import Signatures
+from bimmaild.send.smtp import Submission, SubmissionFailed, submit
+from bimmaild.store import journal as journal_q
+from bimmaild.store.db import Database
+from bimmaild.store.maildir import fsync_directory
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 30  # with the back-off, about two days of trying
+MAX_BACKOFF = timedelta(hours=1)
+HISTORY = timedelta(days=30)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SendService:
+    def __init__(
+        self,
+        db: Database,
+        accounts: AccountService,
+        signatures: Signatures,
+        providers: ProviderDatabase,
+        data_dir: Path,
+        timeout: float,
+        events: EventBus | None = None,
+        *,
+        retry_seconds: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.accounts = accounts
+        self.signatures = signatures
+        self.providers = providers
+        self.outbox_dir = data_dir / "outbox"
+        self.timeout = timeout
+        self.events = events
+        self.retry_base = timedelta(seconds=retry_seconds)
+        self.after_send: Any = None  # callable(account_id): the daemon replays the journal (the Sent copy)
+
+    # -- composing -------------------------------------------------------------------
+
+    def _sender(self, ref: str | int | None) -> Account:
+        if ref is not None:
+            return self.accounts.find(ref)
+        primary = self.accounts.primary()
+        if primary is None:
+            raise InvalidParams(
+                "no account is primary: give the sending account (from), or make one primary", field="from"
+            )
+        return primary
+
+    async def send(self, params: dict[str, Any]) -> dict[str, Any]:
+        account = self._sender(params.get("from"))
+        try:
+            to, cc, bcc = recipients.parse_fields(params["to"], params["cc"], params["bcc"], account.separator)
+        except recipients.RecipientError as exc:
+            raise InvalidParams(exc.message, field=exc.field or "to") from None
+        addresses = list(recipients.envelope_addresses(to, cc, bcc))
+        if not addresses:
+            raise InvalidParams("no recipient: give at least one address in to, cc or bcc", field="to")
+        signature = None if params["no_signature"] else self.signatures.load(account.id, params.get("signature"))
+        message = compose.build_message(
+            sender=account.email, to=recipients.header_value(to.recipients), cc=recipients.header_value(cc.recipients),
+            bcc=recipients.header_value(bcc.recipients), subject=params["subject"], text=params["text"],
+            html=params.get("html"), signature=signature, attachments=_attachments(params.get("attachments", [])),
+            domain=account.email.rpartition("@")[2],
+        )  # fmt: skip
+        outbox_id = await self._enqueue(account, message, addresses)
+        result = await self.deliver(outbox_id)
+        warnings = [w for f in (to, cc, bcc) for w in f.warnings]
+        return {**result, "warnings": warnings, "signature": signature.name if signature else None}
+
+    async def _enqueue(self, account: Account, message: EmailMessage, addresses: list[str]) -> int:
+        utf8 = any(not a.rpartition("@")[0].isascii() for a in addresses)
+        raw = message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
+        path = self.outbox_dir / f"{uuid.uuid4().hex}.eml"
+        await asyncio.to_thread(_write_durably, path, raw)
+        provider = self.providers.by_id(account.provider) if account.provider else None
+        now = _now().isoformat(timespec="seconds")
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO outbox (account_id, message_id, subject, sender, recipients, filename, state,"
+                " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (account.id, message["Message-ID"], message["Subject"], account.email, json.dumps(addresses),
+                 str(path), now, now, now),
+            )  # fmt: skip
+            assert cur.lastrowid is not None
+            if not (provider and provider.stores_sent_copy):
+                journal_q.record(conn, account.id, "append", {
+                    "outbox_id": cur.lastrowid, "filename": str(path), "message_id": message["Message-ID"],
+                })  # fmt: skip
+        return cur.lastrowid
+
+    # -- delivering ------------------------------------------------------------------
+
+    async def deliver(self, outbox_id: int) -> dict[str, Any]:
+        row = self._row(outbox_id)
+        account = self.accounts.find(row["account_id"])
+        self._update(outbox_id, state="sending", attempts=row["attempts"] + 1)
+        message = await asyncio.to_thread(_read_message, Path(row["filename"]))
+        del message["Bcc"]  # the envelope carries Bcc recipients; the transmitted header must not
+        slot = "smtp_password" if account.separate_auth else "password"
+        password = await self.accounts.secrets.get(account_key(account.secret_ref, slot))
+        try:
+            sent = await submit(account, password, message, json.loads(row["recipients"]), self.timeout)
+        except SubmissionFailed as exc:
+            return self._failed(row, exc)
+        return await self._succeeded(row, sent)
+
+    def _failed(self, row: sqlite3.Row, exc: SubmissionFailed) -> dict[str, Any]:
+        attempts = row["attempts"] + 1
+        if exc.temporary and attempts < MAX_ATTEMPTS:
+            wait = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF)
+            self._update(row["id"], state="queued", last_error=exc.message,
+                         next_attempt_at=(_now() + wait).isoformat(timespec="seconds"))  # fmt: skip
+            state = "queued"
+        else:
+            self._update(row["id"], state="failed", last_error=exc.message)
+            state = "failed"
+        log.warning("outbox %d: %s (%s)", row["id"], exc.message, state)
+        return self._result(row, state, [], {}, exc.message)
+
+    async def _succeeded(self, row: sqlite3.Row, sent: Submission) -> dict[str, Any]:
+        refused = {a: {"code": c, "message": m} for a, (c, m) in sent.refused.items()}
+        self._update(row["id"], state="sent", last_error=None,
+                     result=json.dumps({"accepted": sent.accepted, "refused": refused}))  # fmt: skip
+        retry = sent.temporary
+        if retry:
+            await self._requeue(row, retry)
+        await self._release(row["id"])
+        if self.after_send is not None:
+            self.after_send(row["account_id"])
+        return self._result(row, "sent", sent.accepted, refused, None, retry)
+
+    async def _requeue(self, row: sqlite3.Row, addresses: list[str]) -> None:
+        """Temporarily refused recipients: an outbox entry of their own, with its own copy of the file."""
+        copy = self.outbox_dir / f"{uuid.uuid4().hex}.eml"
+        data = await asyncio.to_thread(Path(row["filename"]).read_bytes)
+        await asyncio.to_thread(_write_durably, copy, data)
+        now = _now().isoformat(timespec="seconds")
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO outbox (account_id, message_id, subject, sender, recipients, filename, state,"
+                " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (row["account_id"], row["message_id"], row["subject"], row["sender"], json.dumps(addresses),
+                 str(copy), (_now() + self.retry_base).isoformat(timespec="seconds"), now, now),
+            )  # fmt: skip
+
+    def _result(
+        self, row: sqlite3.Row, state: str, accepted: list[str], refused: dict[str, Any], error: str | None,
+        retry: list[str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        account = self.accounts.find(row["account_id"])
+        return {
+            "outbox_id": row["id"],
+            "account": account.name,
+            "message_id": row["message_id"],
+            "state": state,
+            "accepted": accepted,
+            "refused": refused,
+            "partial": bool(accepted) and bool(refused),
+            "retrying": retry or [],
+            "error": error,
+        }
+
+    # -- the outbox ---------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start: a submission cut by a crash has an unknown outcome; say so, never resend blindly.
+
+        Delivered and cancelled entries are listed for a month.  Files nothing
+        refers to any more (a crash between writing the file and its row; an
+        account deleted with its outbox) are removed.
+        """
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = 'uncertain', last_error = ? WHERE state = 'sending'",
+                ("the daemon stopped while submitting: the server may have taken the message; "
+                 "check the recipients' copy or the Sent folder, then retry or cancel",),
+            )  # fmt: skip
+        needed = {r[0] for r in self.db.conn.execute("SELECT filename FROM outbox")}
+        needed |= {
+            r[0]
+            for r in self.db.conn.execute(
+                "SELECT json_extract(params, '$.filename') FROM journal WHERE kind = 'append' AND state = 'pending'"
+            )
+        }
+        done = self.db.conn.execute("SELECT id FROM outbox WHERE state IN ('sent', 'cancelled')").fetchall()
+        for (outbox_id,) in done:
+            await self._release(outbox_id)
+        with self.db.transaction() as conn:  # the outbox keeps a month of history
+            conn.execute(
+                "DELETE FROM outbox WHERE state IN ('sent', 'cancelled') AND updated_at < ? AND id NOT IN"
+                " (SELECT json_extract(params, '$.outbox_id') FROM journal"
+                " WHERE kind = 'append' AND state = 'pending')",
+                ((_now() - HISTORY).isoformat(timespec="seconds"),),
+            )
+        removed = await asyncio.to_thread(_sweep, self.outbox_dir, needed)
+        if removed:
+            log.info("outbox: removed %d file(s) no message refers to", removed)
+
+    async def retry_due(self) -> None:
+        """The schedule's job: submit every queued message whose time has come."""
+        now = _now().isoformat(timespec="seconds")
+        due = self.db.conn.execute(
+            "SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY id", (now,)
+        ).fetchall()
+        for (outbox_id,) in due:
+            if self.accounts.exists(self._row(outbox_id)["account_id"]):
+                await self.deliver(outbox_id)
+
+    def listing(self, ref: str | int | None = None) -> list[dict[str, Any]]:
+        if ref is None:
+            rows = self.db.conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+        else:
+            account_id = self.accounts.find(ref).id
+            rows = self.db.conn.execute(
+                "SELECT * FROM outbox WHERE account_id = ? ORDER BY id", (account_id,)
+            ).fetchall()
+        return [self._public(r) for r in rows]
+
+    def _public(self, row: sqlite3.Row) -> dict[str, Any]:
+        return _public(row, self.accounts.find(row["account_id"]).name)
+
+    async def retry(self, outbox_id: int) -> dict[str, Any]:
+        row = self._row(outbox_id)
+        if row["state"] not in ("queued", "failed", "uncertain"):
+            raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: nothing to retry", field="id")
+        return await self.deliver(outbox_id)
+
+    async def cancel(self, outbox_id: int) -> dict[str, Any]:
+        row = self._row(outbox_id)
+        if row["state"] not in ("queued", "failed", "uncertain"):
+            raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: it cannot be cancelled", field="id")
+        self._update(outbox_id, state="cancelled")
+        await self._release(outbox_id)
+        return self._public(self._row(outbox_id))
+
+    async def _release(self, outbox_id: int) -> None:
+        """Remove the message's file once nothing needs it: delivered or cancelled, and no Sent
+        copy waiting (that one removes the file itself when it is done)."""
+        waiting = self.db.conn.execute(
+            "SELECT 1 FROM journal WHERE kind = 'append' AND state = 'pending'"
+            " AND json_extract(params, '$.outbox_id') = ?",
+            (outbox_id,),
+        ).fetchone()
+        row = self._row(outbox_id)
+        if waiting is None and row["state"] in ("sent", "cancelled"):
+            await asyncio.to_thread(Path(row["filename"]).unlink, missing_ok=True)
+
+    def _row(self, outbox_id: int) -> sqlite3.Row:
+        row: sqlite3.Row | None = self.db.conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no outbox entry {outbox_id}", field="id")
+        return row
+
+    def _update(self, outbox_id: int, **values: Any) -> None:
+        values["updated_at"] = _now().isoformat(timespec="seconds")
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self.db.transaction() as conn:
+            conn.execute(f"UPDATE outbox SET {sets} WHERE id = ?", (*values.values(), outbox_id))  # noqa: S608
+        if self.events is not None and "state" in values:
+            self.events.publish("outbox.changed", self._public(self._row(outbox_id)))
+
+
+def _public(row: sqlite3.Row, account: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "account": account,
+        "message_id": row["message_id"],
+        "subject": row["subject"],
+        "recipients": json.loads(row["recipients"]),
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "next_attempt_at": row["next_attempt_at"] if row["state"] == "queued" else None,
+        "last_error": row["last_error"],
+        "result": json.loads(row["result"]) if row["result"] else None,
+        "created_at": row["created_at"],
+    }
+
+
+def _attachments(items: list[dict[str, Any]]) -> list[compose.Attachment]:
+    out = []
+    for i, item in enumerate(items):
+        if not item.get("filename"):
+            raise InvalidParams("an attachment needs a file name", field=f"attachments[{i}].filename")
+        kind = item.get("content_type") or mimetypes.guess_type(item["filename"])[0] or "application/octet-stream"
+        if "/" not in kind:
+            raise InvalidParams(f"{kind!r} is not a MIME type", field=f"attachments[{i}].content_type")
+        out.append(compose.Attachment(item["filename"], kind, bytes(item["data"])))
+    return out
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_directory(path.parent)
+
+
+def _sweep(directory: Path, needed: set[str]) -> int:
+    removed = 0
+    for path in directory.glob("*.eml") if directory.is_dir() else ():
+        if str(path) not in needed:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _read_message(path: Path) -> EmailMessage:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message

@@ -1,0 +1,118 @@
+"""Handing a message to the account's SMTP server, one RCPT TO per recipient (R-D1, R-B1, R-B3).
+
+Transport security is the account's, always explicit: ``use_tls`` for ssl,
+``start_tls=True`` for starttls (aiosmtplib's default is opportunistic and can
+be stripped by an attacker), certificates verified (plus the account's CA
+file).  Authentication uses one mechanism (PLAIN, else LOGIN): aiosmtplib's
+``login`` tries each in turn and a wrong password would count several times.
+
+The outcome is per recipient.  A failure says whether it is temporary
+(4xx, unreachable, timeout: try again later) or permanent (5xx, refused
+login, certificate: the user must act), so the outbox knows what to do.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from bimmaild import tls
+from bimmaild.accounts.model import Account
+from bimmaild.accounts.secrets import Secret
+
+EHLO_NAME = "[127.0.0.1]"
+
+
+class SubmissionFailed(Exception):
+    """Nothing was sent; ``temporary`` says whether trying again later can work."""
+
+    def __init__(self, message: str, *, temporary: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.temporary = temporary
+        self.code = code
+
+
+@dataclass
+class Submission:
+    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)  # address -> (code, server's text)
+    reply: str = ""
+
+    @property
+    def temporary(self) -> list[str]:
+        return [a for a, (code, _) in self.refused.items() if 400 <= code < 500]
+
+
+def _client(account: Account, timeout: float) -> aiosmtplib.SMTP:
+    context = tls.client_context(account.tls_ca_file) if account.smtp_security != "none" else None
+    return aiosmtplib.SMTP(
+        hostname=account.smtp_host,
+        port=account.smtp_port,
+        use_tls=account.smtp_security == "ssl",
+        start_tls=account.smtp_security == "starttls",
+        tls_context=context,
+        timeout=timeout,
+        local_hostname=EHLO_NAME,
+    )
+
+
+async def submit(
+    account: Account, password: Secret | None, message: EmailMessage, recipients: list[str], timeout: float
+) -> Submission:
+    """Send ``message`` (its Bcc header already removed) to ``recipients``."""
+    client = _client(account, timeout)
+    try:
+        await _connect(client, account, password)
+        try:
+            errors, reply = await client.send_message(message, sender=account.email, recipients=recipients)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = {r.recipient: (r.code, r.message) for r in exc.recipients}
+            temporary = all(400 <= code < 500 for code, _ in refused.values())
+            raise SubmissionFailed(
+                "every recipient was refused: " + "; ".join(f"{a}: {c} {m}" for a, (c, m) in refused.items()),
+                temporary=temporary,
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:  # sender refused, DATA refused …
+            raise SubmissionFailed(
+                f"{exc.code} {exc.message}", temporary=400 <= exc.code < 500, code=exc.code
+            ) from None
+        refused = {addr: (r.code, r.message) for addr, r in errors.items()}
+        return Submission([r for r in recipients if r not in refused], refused, reply)
+    except (
+        aiosmtplib.SMTPConnectError,
+        aiosmtplib.SMTPTimeoutError,
+        aiosmtplib.SMTPServerDisconnected,
+        OSError,
+    ) as exc:
+        if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+            raise SubmissionFailed(f"the SMTP server's certificate is refused: {exc}", temporary=False) from None
+        raise SubmissionFailed(f"cannot reach {account.smtp_host}:{account.smtp_port}: {exc}", temporary=True) from None
+    finally:
+        if client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+async def _connect(client: aiosmtplib.SMTP, account: Account, password: Secret | None) -> None:
+    await client.connect()
+    if not account.smtp_auth:
+        return
+    if password is None:
+        raise SubmissionFailed("no SMTP password is stored for this account", temporary=False)
+    await client.ehlo()
+    mechanisms = client.server_auth_methods
+    if not mechanisms:
+        raise SubmissionFailed("the SMTP server offers no authentication on this connection", temporary=False)
+    method = client.auth_plain if "plain" in mechanisms else client.auth_login
+    try:
+        await method(account.smtp_user, password.reveal())
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise SubmissionFailed(
+            f"SMTP login refused: {exc.code} {exc.message}", temporary=False, code=exc.code
+        ) from None
