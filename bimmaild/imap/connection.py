@@ -429,8 +429,10 @@ class ImapConnection:
             await self.aclose()
 
     def close(self) -> None:
-        """Close now, without waiting (error paths); prefer ``aclose``."""
-        self.transport.close()
+        """Close at once, without waiting (cancellation): the socket is released now, with no TLS
+        goodbye — ``transport.close()`` would wait for the server's, and a loop ending meanwhile
+        would leave the socket to the garbage collector.  Otherwise prefer ``aclose``."""
+        self.transport.abort()
 
     async def aclose(self) -> None:
         """Close and wait until the socket is really closed.

@@ -317,10 +317,10 @@ def _parse_piece(piece: list[_Token], index: int) -> Recipient:
     angles = [position for position, token in enumerate(piece) if token.kind == "angle"]
     if len(angles) > 1:
         raise _error("more than one <address> in one entry; separate the recipients", index, text)
-    angle = angles[0] if angles else None
-    if angle is None:
+    if not angles:  # the old 'addr (Name)' form: the comments are the name
         address = _validate(_raw(token for token in piece if token.kind != "comment").strip(), index, text)
-        return Recipient(_phrase([token for token in piece if token.kind == "comment"]), address)
+        return Recipient(" ".join(" ".join(token.value for token in piece if token.kind == "comment").split()), address)
+    angle = angles[0]
     if any(token.kind not in ("space", "comment") for token in piece[angle + 1 :]):
         raise _error("unexpected text after the closing '>'", index, text)
     return Recipient(_phrase(piece[:angle]), _validate(piece[angle].value, index, text))
@@ -350,12 +350,10 @@ def _phrase(tokens: list[_Token]) -> str:
     parts: list[str] = []
     previous_encoded = pending_space = False
     for token in tokens:
-        if token.kind in ("space", "comment") and parts:
-            pending_space = True
+        if token.kind in ("space", "comment"):
+            pending_space = bool(parts)
             continue
         value, encoded = _decode_word(token.value) if token.kind == "word" else (token.value, False)
-        if token.kind == "comment":  # 'addr (Name)': the comment is the name
-            value = token.value
         if pending_space and not (previous_encoded and encoded):  # RFC 2047 6.2
             parts.append(" ")
         parts.append(value)

@@ -41,7 +41,7 @@ from bimmaild.accounts.providers import ProviderDatabase
 from bimmaild.accounts.secrets import account_key
 from bimmaild.accounts.service import AccountService
 from bimmaild.events import EventBus
-from bimmaild.protocol.errors import InvalidParams, NotFound
+from bimmaild.protocol.errors import Conflict, InvalidParams, NotFound
 from bimmaild.send import compose, recipients
 from bimmaild.send.signatures import Signatures
 from bimmaild.send.smtp import Submission, SubmissionFailed, submit
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 30  # with the back-off, about two days of trying
 MAX_BACKOFF = timedelta(hours=1)
 HISTORY = timedelta(days=30)
+APPEND_ENTRIES = (  # the pending Sent copy of an outbox entry
+    "SELECT id FROM journal WHERE kind = 'append' AND state = 'pending' AND json_extract(params, '$.outbox_id') = ?"
+)
+DELIVERABLE = ("queued", "failed", "uncertain")  # states from which a message may be (re)submitted
 
 
 def _now() -> datetime:
@@ -142,15 +146,21 @@ class SendService:
     async def deliver(self, outbox_id: int) -> dict[str, Any]:
         row = self._row(outbox_id)
         account = self.accounts.find(row["account_id"])
-        self._update(outbox_id, state="sending", attempts=row["attempts"] + 1)
         message = await asyncio.to_thread(_read_message, Path(row["filename"]))
         del message["Bcc"]  # the envelope carries Bcc recipients; the transmitted header must not
         slot = "smtp_password" if account.separate_auth else "password"
         password = await self.accounts.secrets.get(account_key(account.secret_ref, slot))
+        row = self._row(outbox_id)  # again, after the awaits: another caller may have taken it meanwhile
+        if row["state"] not in DELIVERABLE:
+            raise Conflict(f"outbox entry {outbox_id} is {row['state']}", field="id")
+        self._update(outbox_id, state="sending", attempts=row["attempts"] + 1)
         try:
             sent = await submit(account, password, message, json.loads(row["recipients"]), self.timeout)
         except SubmissionFailed as exc:
             return self._failed(row, exc)
+        except BaseException as exc:  # a bug or a cancellation mid-submission: the outcome is unknown
+            self._update(outbox_id, state="uncertain", last_error=f"submission interrupted: {exc!r}")
+            raise
         return await self._succeeded(row, sent)
 
     def _failed(self, row: sqlite3.Row, exc: SubmissionFailed) -> dict[str, Any]:
@@ -164,7 +174,8 @@ class SendService:
             self._update(row["id"], state="failed", last_error=exc.message)
             state = "failed"
         log.warning("outbox %d: %s (%s)", row["id"], exc.message, state)
-        return self._result(row, state, [], {}, exc.message)
+        refused = {a: {"code": c, "message": m} for a, (c, m) in exc.refused.items()}
+        return self._result(row, state, [], refused, exc.message)
 
     async def _succeeded(self, row: sqlite3.Row, sent: Submission) -> dict[str, Any]:
         refused = {a: {"code": c, "message": m} for a, (c, m) in sent.refused.items()}
@@ -252,8 +263,12 @@ class SendService:
             "SELECT id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY id", (now,)
         ).fetchall()
         for (outbox_id,) in due:
-            if self.accounts.exists(self._row(outbox_id)["account_id"]):
+            try:
                 await self.deliver(outbox_id)
+            except (Conflict, NotFound):
+                continue  # retried by the user meanwhile, or its account deleted
+            except Exception:  # one broken entry must not hold up the others
+                log.exception("outbox %d: retry failed", outbox_id)
 
     def listing(self, ref: str | int | None = None) -> list[dict[str, Any]]:
         if ref is None:
@@ -270,14 +285,17 @@ class SendService:
 
     async def retry(self, outbox_id: int) -> dict[str, Any]:
         row = self._row(outbox_id)
-        if row["state"] not in ("queued", "failed", "uncertain"):
+        if row["state"] not in DELIVERABLE:
             raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: nothing to retry", field="id")
         return await self.deliver(outbox_id)
 
     async def cancel(self, outbox_id: int) -> dict[str, Any]:
         row = self._row(outbox_id)
-        if row["state"] not in ("queued", "failed", "uncertain"):
+        if row["state"] not in DELIVERABLE:
             raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: it cannot be cancelled", field="id")
+        with self.db.transaction() as conn:  # a cancelled message gets no Sent copy: that entry is done
+            for entry in conn.execute(APPEND_ENTRIES, (outbox_id,)).fetchall():
+                journal_q.complete(conn, entry["id"])
         self._update(outbox_id, state="cancelled")
         await self._release(outbox_id)
         return self._public(self._row(outbox_id))
@@ -285,11 +303,7 @@ class SendService:
     async def _release(self, outbox_id: int) -> None:
         """Remove the message's file once nothing needs it: delivered or cancelled, and no Sent
         copy waiting (that one removes the file itself when it is done)."""
-        waiting = self.db.conn.execute(
-            "SELECT 1 FROM journal WHERE kind = 'append' AND state = 'pending'"
-            " AND json_extract(params, '$.outbox_id') = ?",
-            (outbox_id,),
-        ).fetchone()
+        waiting = self.db.conn.execute(APPEND_ENTRIES, (outbox_id,)).fetchone()
         row = self._row(outbox_id)
         if waiting is None and row["state"] in ("sent", "cancelled"):
             await asyncio.to_thread(Path(row["filename"]).unlink, missing_ok=True)

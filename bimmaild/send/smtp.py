@@ -29,11 +29,19 @@ EHLO_NAME = "[127.0.0.1]"
 class SubmissionFailed(Exception):
     """Nothing was sent; ``temporary`` says whether trying again later can work."""
 
-    def __init__(self, message: str, *, temporary: bool, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        temporary: bool,
+        code: int | None = None,
+        refused: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.temporary = temporary
         self.code = code
+        self.refused = refused or {}  # every recipient refused: each one's answer
 
 
 @dataclass
@@ -75,6 +83,7 @@ async def submit(
             raise SubmissionFailed(
                 "every recipient was refused: " + "; ".join(f"{a}: {c} {m}" for a, (c, m) in refused.items()),
                 temporary=temporary,
+                refused=refused,
             ) from None
         except aiosmtplib.SMTPResponseException as exc:  # sender refused, DATA refused …
             raise SubmissionFailed(
@@ -91,6 +100,8 @@ async def submit(
         if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(exc.__cause__, ssl.SSLCertVerificationError):
             raise SubmissionFailed(f"the SMTP server's certificate is refused: {exc}", temporary=False) from None
         raise SubmissionFailed(f"cannot reach {account.smtp_host}:{account.smtp_port}: {exc}", temporary=True) from None
+    except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS required but not offered: never downgraded
+        raise SubmissionFailed(str(exc), temporary=False) from None
     finally:
         if client.is_connected:
             try:

@@ -91,6 +91,9 @@ async def connect(account: Account, secrets: SecretBackend, timeout: float) -> I
     except (ImapError, OSError) as exc:
         await conn.aclose()
         raise AccountUnavailable(f"IMAP login failed: {_describe(exc)}") from None
+    except BaseException:
+        conn.close()  # cancelled (daemon stopping, account deleted): do not wait
+        raise
     return conn
 
 

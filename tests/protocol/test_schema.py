@@ -86,3 +86,26 @@ def test_params_must_be_a_map() -> None:
 def test_modify_has_no_defaults() -> None:
     out = validate({"account": "Work", "smtp": {"port": 465}}, METHODS_BY_NAME["account.modify"].params)
     assert out == {"account": "Work", "smtp": {"port": 465}}
+
+
+def test_lists_of_maps_and_bytes_are_checked_field_by_field() -> None:
+    """Attachments and signature images: a list of maps, each with a bin field and a size limit."""
+    spec = METHODS_BY_NAME["send"].params
+    ok = validate({"text": "x", "attachments": [{"filename": "a.pdf", "data": b"%PDF"}]}, spec)
+    assert ok["attachments"] == [{"filename": "a.pdf", "data": b"%PDF"}]
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"text": "x", "attachments": [{"filename": "a", "data": b""}, {"filename": "b", "data": "text"}]},
+         "attachments[1].data"),
+        ({"text": "x", "attachments": [{"data": b""}]}, "attachments[0].filename"),
+        ({"text": "x", "attachments": [{"filename": "a", "data": b"", "path": "/etc/passwd"}]},
+         "attachments[0].path"),
+        ({"text": "x", "attachments": ["a.pdf"]}, "attachments[0]"),
+    ]  # fmt: skip
+    for params, field in bad:
+        with pytest.raises(InvalidParams) as err:
+            validate(params, spec)
+        assert err.value.field == field
+    small = (Param("data", "bin", "", max_len=4),)
+    with pytest.raises(InvalidParams) as err:
+        validate({"data": b"12345"}, small)
+    assert err.value.field == "data" and "larger than 4 bytes" in err.value.message

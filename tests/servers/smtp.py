@@ -13,6 +13,7 @@ adds what tests need to steer it at run time, from the test itself:
   recipient) and ``refuse_data`` switch the server's answers between two sends;
 - a record of every accepted message (``deliveries``) and of every AUTH attempt,
   plus ``wait_for_deliveries`` so that tests await instead of sleeping;
+  ``hold_data`` delays the answer to a message already recorded;
 - ways to misbehave: drop every client, stop a listener, start it again.
 
 Why not aiosmtpd's ``Controller``: it runs the server in a thread with its own
@@ -187,6 +188,8 @@ class _Handler:
         async with self._owner._delivered:
             self._owner.deliveries.append(delivery)
             self._owner._delivered.notify_all()
+        if self._owner.hold_data is not None:
+            await self._owner.hold_data.wait()
         return "250 2.0.0 OK: queued"
 
     async def handle_exception(self, error: Exception) -> str:
@@ -222,6 +225,9 @@ class SmtpServer:
         # recipient address (as the client wrote it inside <>) -> (code, text) answered to its RCPT TO
         self.refuse: dict[str, tuple[int, str]] = {}
         self.refuse_data: tuple[int, str] | None = None  # answer to the final dot instead of accepting
+        # When set: a message is recorded on arrival but answered only once this event is set
+        # (a client killed meanwhile never learns whether it was taken).
+        self.hold_data: asyncio.Event | None = None
         self.deliveries: list[Delivery] = []
         self.auth_attempts: list[AuthAttempt] = []
         self.errors: list[Exception] = []  # exceptions raised while handling a command: bugs of this module
