@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 # OpenSSL X509_V_ERR_* codes that SSLCertVerificationError.verify_code carries.
@@ -21,11 +23,31 @@ UNTRUSTED = {18, 19, 20, 21, 2, 27}  # self-signed, self-signed in chain, unknow
 NAME_MISMATCH = {62, 64}  # host name / IP address mismatch
 
 
+CONTEXT_LIFETIME = 3600.0  # seconds: a changed system trust store is seen within the hour
+
+_contexts: dict[tuple[str | None, int | None], tuple[float, ssl.SSLContext]] = {}
+
+
 def client_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying context, shared: building one reads the system trust store (about 20 ms
+    of blocked event loop here), and every fetch, mirror and send needs one.  A CA file
+    that changes (its mtime) gets a fresh context; callers must not modify it."""
+    try:
+        stamp = Path(ca_file).stat().st_mtime_ns if ca_file else None
+    except OSError:
+        stamp = None  # unreadable: building the context reports it
+    key = (ca_file, stamp)
+    now = time.monotonic()
+    cached = _contexts.get(key)
+    if cached is not None and now - cached[0] < CONTEXT_LIFETIME:
+        return cached[1]
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
+    if len(_contexts) > 64:
+        _contexts.clear()
+    _contexts[key] = (now, context)
     return context
 
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import functools
 import json
 import logging
 import mimetypes
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -51,7 +53,7 @@ from bimmaild.store.maildir import fsync_directory
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 30  # with the back-off, about two days of trying
+MAX_ATTEMPTS = 30  # with the back-off (1, 2, 4 … 60 min), about a day of trying
 MAX_BACKOFF = timedelta(hours=1)
 HISTORY = timedelta(days=30)
 APPEND_ENTRIES = (  # the pending Sent copy of an outbox entry
@@ -109,20 +111,22 @@ class SendService:
         if not addresses:
             raise InvalidParams("no recipient: give at least one address in to, cc or bcc", field="to")
         signature = None if params["no_signature"] else self.signatures.load(account.id, params.get("signature"))
-        message = compose.build_message(
+        build = functools.partial(
+            compose.build_message,
             sender=account.email, to=recipients.header_value(to.recipients), cc=recipients.header_value(cc.recipients),
             bcc=recipients.header_value(bcc.recipients), subject=params["subject"], text=params["text"],
             html=params.get("html"), signature=signature, attachments=_attachments(params.get("attachments", [])),
             domain=account.email.rpartition("@")[2],
         )  # fmt: skip
-        outbox_id = await self._enqueue(account, message, addresses)
+        utf8 = any(not a.rpartition("@")[0].isascii() for a in addresses)
+        # Encoding big attachments takes a while: not on the loop that serves every client.
+        message, raw = await asyncio.to_thread(_serialised, build, utf8)
+        outbox_id = await self._enqueue(account, message, raw, addresses)
         result = await self.deliver(outbox_id)
         warnings = [w for f in (to, cc, bcc) for w in f.warnings]
         return {**result, "warnings": warnings, "signature": signature.name if signature else None}
 
-    async def _enqueue(self, account: Account, message: EmailMessage, addresses: list[str]) -> int:
-        utf8 = any(not a.rpartition("@")[0].isascii() for a in addresses)
-        raw = message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
+    async def _enqueue(self, account: Account, message: EmailMessage, raw: bytes, addresses: list[str]) -> int:
         path = self.outbox_dir / f"{uuid.uuid4().hex}.eml"
         await asyncio.to_thread(_write_durably, path, raw)
         provider = self.providers.by_id(account.provider) if account.provider else None
@@ -362,6 +366,11 @@ def _write_durably(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     fsync_directory(path.parent)
+
+
+def _serialised(build: Callable[[], EmailMessage], utf8: bool) -> tuple[EmailMessage, bytes]:
+    message = build()
+    return message, message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
 
 
 def _sweep(directory: Path, needed: set[str]) -> int:

@@ -13,11 +13,13 @@ login, certificate: the user must act), so the outbox knows what to do.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 
 from bimmaild import tls
 from bimmaild.accounts.model import Account
@@ -75,8 +77,9 @@ async def submit(
     client = _client(account, timeout)
     try:
         await _connect(client, account, password)
+        data, options = await _flatten(client, account.email, recipients, message)
         try:
-            errors, reply = await client.send_message(message, sender=account.email, recipients=recipients)
+            errors, reply = await client.sendmail(account.email, recipients, data, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = {r.recipient: (r.code, r.message) for r in exc.recipients}
             temporary = all(400 <= code < 500 for code, _ in refused.values())
@@ -108,6 +111,27 @@ async def submit(
                 await client.quit()
             except (aiosmtplib.SMTPException, OSError):
                 client.close()
+
+
+async def _flatten(
+    client: aiosmtplib.SMTP, sender: str, recipients: list[str], message: EmailMessage
+) -> tuple[bytes, list[str]]:
+    """The bytes to transmit and the MAIL options, as ``send_message`` would make them — but
+    flattened in a thread: a message with big attachments takes a while, and the event loop
+    serves every client and every sync meanwhile.  Bcc headers are left out."""
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    options = []
+    utf8 = not all(address.isascii() for address in (sender, *recipients))
+    if utf8:
+        if not client.supports_extension("smtputf8"):
+            raise SubmissionFailed("a non-ASCII address needs SMTPUTF8, which the server lacks", temporary=False)
+        options.append("SMTPUTF8")
+    eight_bit = client.supports_extension("8BITMIME")
+    if eight_bit:
+        options.append("BODY=8BITMIME")
+    data = await asyncio.to_thread(flatten_message, message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
+    return data, options
 
 
 async def _connect(client: aiosmtplib.SMTP, account: Account, password: Secret | None) -> None:
