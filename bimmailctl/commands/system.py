@@ -36,6 +36,10 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
     automation = await client.call("automation.get")
     print(f"  automatic fetch: {'on' if automation['enabled'] else 'off'}, every {automation['interval_minutes']} min,"
           f" next {automation['next_run'] or '-'}")  # fmt: skip
+    outbox = status.get("outbox") or {}
+    if outbox:
+        waiting = ", ".join(f"{n} {state}" for state, n in sorted(outbox.items()))
+        print(f"  outbox: {waiting} (bimmailctl outbox list)")
     accounts_list = await client.call("account.list")
     if accounts_list:
         render.table(

@@ -217,7 +217,8 @@ METHODS: tuple[Method, ...] = (
         "State of the daemon.",
         (),
         "{daemon_version, protocol, pid, started_at, uptime_seconds, data_dir, socket, "
-        "secret_backend, accounts: {total, enabled, primary}, pending_operations: {account name: count}}",
+        "secret_backend, accounts: {total, enabled, primary}, pending_operations: {account name: count}, "
+        "outbox: {queued|sending|failed|uncertain: count} (only states that have messages)}",
     ),
     Method(
         "subscribe",

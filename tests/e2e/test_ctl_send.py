@@ -57,9 +57,12 @@ async def test_outbox_commands(daemon: RunningDaemon, mail_servers: MailServers)
     header, row = listed.stdout.splitlines()
     assert header.split()[:4] == ["ID", "ACCOUNT", "STATE", "TRIES"]
     assert row.split()[:4] == ["1", "Work", "queued", "1"] and "Plus tard" in row
+    status = await run_ctl(daemon.socket_path, "status")
+    assert "outbox: 1 queued (bimmailctl outbox list)" in status.stdout
     await mail_servers.smtp.start_listener("starttls")
     retried = await run_ctl(daemon.socket_path, "outbox", "retry", "1")
     assert retried.code == 0 and "sent from Work" in retried.stdout
+    assert json.loads((await run_ctl(daemon.socket_path, "--json", "status")).stdout)["outbox"] == {}
     again = await run_ctl(daemon.socket_path, "outbox", "cancel", "1")
     assert again.code == 2 and "sent" in again.stderr
     gone = await run_ctl(daemon.socket_path, "outbox", "retry", "7")

@@ -85,6 +85,12 @@ class SystemHandlers:
                 "primary": primary,
             },
             "pending_operations": {a.name: journal_q.count_pending(self.accounts.db.conn, a.id) for a in accounts},
+            "outbox": dict(
+                self.accounts.db.conn.execute(
+                    "SELECT state, count(*) FROM outbox WHERE state IN ('queued', 'sending', 'failed', 'uncertain')"
+                    " GROUP BY state"
+                ).fetchall()
+            ),
         }
 
     async def subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
