@@ -63,3 +63,24 @@ async def test_newer_store_is_refused(short_dir: Path, tmp_path: Path) -> None:
     raw.close()
     with pytest.raises(StartupError, match="schema version 999"):
         await start_daemon(config)
+
+
+def test_v4_journal_survives_the_v5_rebuild(tmp_path: Path) -> None:
+    """Migration 5 rebuilds the journal (a new kind, 'append'): pending server operations must
+    come through unchanged, or a delete made before the upgrade would never reach the server."""
+    raw = sqlite3.connect(tmp_path / DB_NAME)
+    raw.executescript((DATA / "store-v4.sql").read_text())
+    raw.close()
+    db = Database.open(tmp_path)
+    try:
+        rows = db.conn.execute("SELECT kind, state, attempts, last_error, params FROM journal ORDER BY id").fetchall()
+        assert [tuple(r)[:4] for r in rows] == [
+            ("move", "pending", 2, "NO [SERVERBUG] try later"),
+            ("create", "done", 0, None),
+        ]
+        assert '"uid": 7' in rows[0]["params"]
+        db.conn.execute("INSERT INTO journal (account_id, kind, params, created_at) VALUES (1, 'append', '{}', 'now')")
+        next_id = db.conn.execute("SELECT max(id) FROM journal").fetchone()[0]
+        assert next_id == 3  # ids are not reused after the rebuild
+    finally:
+        db.close()
