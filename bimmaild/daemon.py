@@ -38,7 +38,7 @@ from bimmaild.control.handlers.send import SendHandlers
 from bimmaild.control.handlers.sync import SyncHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
-from bimmaild.control.server import ControlServer, StartupError, ensure_private_dir
+from bimmaild.control.server import ControlServer, SharedSocket, StartupError, ensure_private_dir
 from bimmaild.events import EventBus
 from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
@@ -50,6 +50,7 @@ from bimmaild.store.db import Database, SchemaTooNew
 from bimmaild.sync.push import PushService
 from bimmaild.sync.service import TRASH_AND_SENT, SyncService
 from bimmaild.sync.trash import Trash
+from bimmaild.users import DEFAULT_ADMIN_GROUP, Users, readable_by
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ class DaemonConfig:
     idle_seconds: float = 25 * 60
     # First wait before an unsent message is tried again; it doubles each time, up to an hour.
     send_retry_seconds: float = 60.0
+    # System mode (R-L3): one daemon for every local user, who is known by the socket peer's uid.
+    system: bool = False
+    admin_group: str = DEFAULT_ADMIN_GROUP
+    socket_group: str | None = None  # system mode: only this group may connect (0660), else everyone (0666)
+    default_may_configure: bool = True  # a new user's right to configure their accounts
     inherited_socket: socket.socket | None = None
 
 
@@ -130,9 +136,18 @@ class Daemon:
         limits = conntest.Limits.for_timeout(self.config.connect_timeout)
         accounts = AccountService(db, secrets, data_dir / "mail", events, providers, limits)
         await accounts.sweep()
-        router = await self._services(stack, db, accounts, events, providers)
-        info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC))
-        SystemHandlers(info, accounts, router).register(router)
+        users = Users(
+            db,
+            system=self.config.system,
+            admin_group=self.config.admin_group,
+            default_may_configure=self.config.default_may_configure,
+        )
+        if self.config.system:
+            accounts.check_readable = readable_by
+        router = await self._services(stack, db, accounts, events, providers, users)
+        mode = "system" if self.config.system else "user"
+        info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC), mode)
+        SystemHandlers(info, accounts, users, router).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:
             raise RuntimeError(f"declared methods without handler: {sorted(missing)}")
@@ -143,6 +158,8 @@ class Daemon:
             self.config.socket_path,
             private_dir=self.config.private_socket_dir,
             inherited=self.config.inherited_socket,
+            may_connect=users.may_connect,
+            shared=SharedSocket(self.config.socket_group) if self.config.system else None,
         )
         stack.push_async_callback(server.close)
         await server.start()
@@ -154,6 +171,7 @@ class Daemon:
         accounts: AccountService,
         events: EventBus,
         providers: ProviderDatabase,
+        users: Users,
     ) -> Router:
         """Sync, push, schedule, trash, projects, and the handlers over them; closed in reverse."""
         mail_root = self.config.data_dir / "mail"
@@ -179,9 +197,9 @@ class Daemon:
         self.send.after_send = lambda account_id: sync.mirror(account_id, TRASH_AND_SENT)
         await self.send.recover()
         self.scheduler.every(min(60.0, self.config.send_retry_seconds), self.send.retry_due, OUTBOX_JOB)
-        router = Router()
+        router = Router(users)
         AccountHandlers(accounts).register(router)
-        SyncHandlers(accounts, sync, self.scheduler, events).register(router)
+        SyncHandlers(accounts, sync, self.scheduler, events, users).register(router)
         MessageHandlers(db, accounts, mail_root, Trash(db, mail_root), sync).register(router)
         ProjectHandlers(Projects(db, self.config.data_dir)).register(router)
         ProviderHandlers(providers).register(router)
@@ -196,7 +214,10 @@ class Daemon:
                 store_id = uuid.uuid4().hex
                 settings.write(conn, "store_id", store_id)
             recorded = settings.read(conn, "secret_backend")
-            backend = choose_backend(self.config.secret_backend, recorded)
+            wanted = self.config.secret_backend
+            if self.config.system and wanted == "auto":
+                wanted = "file"  # a system service has no user's keyring to unlock
+            backend = choose_backend(wanted, recorded)
             if backend != recorded:
                 if recorded is not None:
                     log.warning("secret backend changed from %s to %s", recorded, backend)

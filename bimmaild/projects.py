@@ -5,6 +5,9 @@ Assigning a message gives the project its own copy: the file is hard-linked
 are copied into ``project_messages``.  Nothing the account's sync does (an
 expunge on the server, the account's deletion) can reach that copy; only
 ``unassign`` removes it.
+
+Projects are shared by the users of a daemon; each assignment belongs to the
+user who made it (R-L3): a user sees, reads and removes their own.
 """
 
 from __future__ import annotations
@@ -42,30 +45,33 @@ class Projects:
             raise NotFound(f"no project named {name!r}", field="project")
         return row
 
-    def add(self, name: str) -> dict[str, Any]:
+    def add(self, name: str, owner: int) -> dict[str, Any]:
         name = validation.text(name, "name", what="project name")
         if self.db.conn.execute("SELECT 1 FROM projects WHERE name = ?", (name,)).fetchone():
             raise Conflict(f"a project named {name!r} already exists", field="name")
         with self.db.transaction() as conn:
             cur = conn.execute("INSERT INTO projects (name, created_at) VALUES (?, ?)", (name, _now()))
-        return self.public(self.find(name)) | {"id": cur.lastrowid}
+        return self.public(self.find(name), owner) | {"id": cur.lastrowid}
 
-    def public(self, row: sqlite3.Row) -> dict[str, Any]:
-        count = self.db.conn.execute("SELECT count(*) FROM project_messages WHERE project_id = ?", (row["id"],))
+    def public(self, row: sqlite3.Row, owner: int) -> dict[str, Any]:
+        """``messages``: the user's own assignments in it."""
+        count = self.db.conn.execute(
+            "SELECT count(*) FROM project_messages WHERE project_id = ? AND owner_uid = ?", (row["id"], owner)
+        )
         return {"id": row["id"], "name": row["name"], "created_at": row["created_at"], "messages": count.fetchone()[0]}
 
-    def all(self) -> list[dict[str, Any]]:
-        return [self.public(r) for r in self.db.conn.execute("SELECT * FROM projects ORDER BY id")]
+    def all(self, owner: int) -> list[dict[str, Any]]:
+        return [self.public(r, owner) for r in self.db.conn.execute("SELECT * FROM projects ORDER BY id")]
 
-    async def assign(self, ids: list[int], project: str) -> dict[str, Any]:
+    async def assign(self, ids: list[int], project: str, owner: int) -> dict[str, Any]:
         target = self.find(project)
         sources = []
         for i, mid in enumerate(ids):
             row = self.db.conn.execute(
                 "SELECT m.*, f.maildir, f.name AS folder, a.name AS account_name, a.email AS account_email "
                 "FROM messages m JOIN folders f ON f.id = m.folder_id JOIN accounts a ON a.id = m.account_id "
-                "WHERE m.id = ?",
-                (mid,),
+                "WHERE m.id = ? AND a.owner_uid = ?",
+                (mid, owner),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no message {mid}", field=f"ids[{i}]")
@@ -78,10 +84,10 @@ class Projects:
             if already:
                 assigned.append(already["id"])
                 continue
-            assigned.append(await self._copy_in(target["id"], row))
+            assigned.append(await self._copy_in(target["id"], row, owner))
         return {"project": target["name"], "assigned": assigned}
 
-    async def _copy_in(self, project_id: int, row: sqlite3.Row) -> int:
+    async def _copy_in(self, project_id: int, row: sqlite3.Row, owner: int) -> int:
         directory = self.root / str(project_id) / "cur"
         name = f"{uuid.uuid4().hex}.bimmail:2,{row['filename'].split(':2,', 1)[1] if ':2,' in row['filename'] else ''}"
         source = self.mail_root / str(row["account_id"]) / row["maildir"] / "cur" / row["filename"]
@@ -89,22 +95,22 @@ class Projects:
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO project_messages (project_id, source_id, account_name, account_email, folder, message_id,"
-                " sent_at, sender, recipients, subject, size, filename, assigned_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sent_at, sender, recipients, subject, size, filename, assigned_at, owner_uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (project_id, row["id"], row["account_name"], row["account_email"], row["folder"], row["message_id"],
-                 row["sent_at"], row["sender"], row["recipients"], row["subject"], row["size"], name, _now()),
+                 row["sent_at"], row["sender"], row["recipients"], row["subject"], row["size"], name, _now(), owner),
             )  # fmt: skip
         assert cur.lastrowid is not None
         return cur.lastrowid
 
-    async def unassign(self, ids: list[int], project: str) -> dict[str, Any]:
+    async def unassign(self, ids: list[int], project: str, owner: int) -> dict[str, Any]:
         """``ids`` are account message ids (as assigned) or project message ids."""
         target = self.find(project)
         removed = []
         for mid in ids:
             row = self.db.conn.execute(
-                "SELECT * FROM project_messages WHERE project_id = ? AND (source_id = ? OR id = ?)",
-                (target["id"], mid, mid),
+                "SELECT * FROM project_messages WHERE project_id = ? AND owner_uid = ? AND (source_id = ? OR id = ?)",
+                (target["id"], owner, mid, mid),
             ).fetchone()
             if row is None:
                 continue
@@ -115,15 +121,18 @@ class Projects:
             removed.append(row["id"])
         return {"project": target["name"], "unassigned": removed}
 
-    def messages(self, project: str) -> list[dict[str, Any]]:
+    def messages(self, project: str, owner: int) -> list[dict[str, Any]]:
         target = self.find(project)
         rows = self.db.conn.execute(
-            "SELECT * FROM project_messages WHERE project_id = ? ORDER BY sent_at DESC, id DESC", (target["id"],)
+            "SELECT * FROM project_messages WHERE project_id = ? AND owner_uid = ? ORDER BY sent_at DESC, id DESC",
+            (target["id"], owner),
         ).fetchall()
         return [self._summary(r) | {"project": target["name"]} for r in rows]
 
-    async def message(self, message_id: int) -> tuple[dict[str, Any], bytes, Path]:
-        row = self.db.conn.execute("SELECT * FROM project_messages WHERE id = ?", (message_id,)).fetchone()
+    async def message(self, message_id: int, owner: int) -> tuple[dict[str, Any], bytes, Path]:
+        row = self.db.conn.execute(
+            "SELECT * FROM project_messages WHERE id = ? AND owner_uid = ?", (message_id, owner)
+        ).fetchone()
         if row is None:
             raise NotFound(f"no project message {message_id}", field="id")
         path = self.root / str(row["project_id"]) / "cur" / row["filename"]

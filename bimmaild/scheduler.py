@@ -142,7 +142,7 @@ class Scheduler:
                 job = job.reschedule(trigger)
             self.activity.of(account_id).next_fetch_at = job.next_run_time
 
-    def offer(self, event: str, params: dict[str, Any]) -> None:
+    def offer(self, event: str, params: dict[str, Any], owner: int | None) -> None:
         """EventBus subscriber: account switches take effect at once."""
         if event == "account.changed":
             self.apply()

@@ -67,6 +67,7 @@ def field_of(key: str) -> str:
 class Account:
     id: int
     secret_ref: str
+    owner_uid: int  # the local user whose account it is (R-L3)
     name: str
     email: str
     login: str | None

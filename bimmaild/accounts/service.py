@@ -37,6 +37,7 @@ from bimmaild.store import accounts as q
 from bimmaild.store import journal as journal_q
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
+from bimmaild.users import user_name
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +69,36 @@ class AccountService:
         self.after_add: Callable[[int], None] | None = None
         # What the account is doing now (fetching, push, next fetch), filled in by the daemon.
         self.activity: Activity | None = None
+        # System mode: may this user make the daemon read that file (the CA file)?  Raises if not.
+        self.check_readable: Callable[[str, int, str], None] | None = None
         self._lock = asyncio.Lock()
 
     # -- reading -----------------------------------------------------------
 
-    def all(self) -> list[Account]:
-        return [Account.from_row(r) for r in q.all_rows(self.db.conn)]
+    def all(self, owner: int | None = None) -> list[Account]:
+        """Every account (the daemon's own work), or one user's (what a client may see)."""
+        return [Account.from_row(r) for r in q.all_rows(self.db.conn, owner)]
 
-    def find(self, ref: str | int) -> Account:
-        """By name (case-insensitive), else by id; a digit string that is no name is an id."""
+    def find(self, ref: str | int, owner: int | None = None) -> Account:
+        """By name (case-insensitive, among the owner's), else by id; a digit string that is no
+        name is an id.  Another user's account is "not found", exactly like a missing one."""
         row = None
         if isinstance(ref, str):
-            row = q.by_name(self.db.conn, ref.strip())
+            if owner is not None:
+                row = q.by_name(self.db.conn, owner, ref.strip())
             if row is None and ref.strip().isdigit():
                 row = q.by_id(self.db.conn, int(ref.strip()))
         else:
             row = q.by_id(self.db.conn, ref)
-        if row is None:
+        if row is None or (owner is not None and row["owner_uid"] != owner):
             raise NotFound(f"no account named or numbered {ref!r}", field="account")
         return Account.from_row(row)
 
     def exists(self, account_id: int) -> bool:
         return q.by_id(self.db.conn, account_id) is not None
 
-    def primary(self) -> Account | None:
-        row = q.primary(self.db.conn)
+    def primary(self, owner: int) -> Account | None:
+        row = q.primary(self.db.conn, owner)
         return None if row is None else Account.from_row(row)
 
     async def slots_set(self, account: Account) -> set[str]:
@@ -103,18 +109,20 @@ class AccountService:
         status["pending_operations"] = journal_q.count_pending(self.db.conn, account.id)
         if self.activity is not None:
             status.update(self.activity.of(account.id).to_public())
-        return {**account.to_public(await self.slots_set(account)), "status": status}
+        owner = {"uid": account.owner_uid, "name": user_name(account.owner_uid)}
+        return {**account.to_public(await self.slots_set(account)), "owner": owner, "status": status}
 
     # -- changing ----------------------------------------------------------
 
-    async def add(self, params: Mapping[str, Any]) -> tuple[Account, list[str], Report | None]:
+    async def add(self, params: Mapping[str, Any], owner: int) -> tuple[Account, list[str], Report | None]:
         """Validate, fill from the preset, test the connection (unless told not to), save."""
         flat, passwords = model.split_params(params)
         make_primary = bool(flat.pop("primary"))
         run_test = bool(flat.pop("test", False))
         settings, provider, notes = self._new_settings(flat)
+        self._check_files(settings, owner)
         model.check_passwords(settings, passwords, have=set())
-        self._check_name_free(settings["name"], None)  # before a test that takes seconds
+        self._check_name_free(settings["name"], None, owner)  # before a test that takes seconds
         if settings["login"] is None and not settings["separate_auth"]:
             notes.append(f"login is the address {settings['email']}")
         report = None
@@ -124,20 +132,20 @@ class AccountService:
             if not report.ok:
                 raise connection_test.failure_error(report)
         async with self._lock:
-            self._check_name_free(settings["name"], None)
+            self._check_name_free(settings["name"], None, owner)
             secret_ref = uuid.uuid4().hex
             for slot, value in passwords.items():
                 await self.secrets.put(account_key(secret_ref, slot), Secret(value))
             with self.db.transaction() as conn:
-                previous = q.primary(conn)
+                previous = q.primary(conn, owner)
                 primary = make_primary or previous is None
                 if primary and previous is not None:
-                    q.clear_primary(conn)
+                    q.clear_primary(conn, owner)
                     notes.append(f"{previous['name']!r} is no longer the primary account")
                 elif primary:
                     notes.append("it is the primary account (the first one)")
                 now = _now()
-                row = {**settings, "secret_ref": secret_ref, "is_primary": int(primary)}
+                row = {**settings, "secret_ref": secret_ref, "owner_uid": owner, "is_primary": int(primary)}
                 account_id = q.insert(conn, {**row, "created_at": now, "updated_at": now})
         account = self.find(account_id)
         log.info("account %d %r added", account.id, account.name)
@@ -147,7 +155,9 @@ class AccountService:
             notes.append("a first fetch has started (it also creates the trash folder on the server)")
         return account, notes, report
 
-    async def test(self, ref: str | int | None, params: Mapping[str, Any]) -> tuple[Report, list[str]]:
+    async def test(
+        self, ref: str | int | None, params: Mapping[str, Any], owner: int | None = None
+    ) -> tuple[Report, list[str]]:
         """Test a saved account (``params`` override its settings) or unsaved settings (R-A3)."""
         flat, passwords = model.split_params(params)
         flat.pop("primary", None)
@@ -155,13 +165,15 @@ class AccountService:
         if ref is None:
             settings, provider, notes = self._new_settings(flat)
         else:
-            account = self.find(ref)
+            account = self.find(ref, owner)
             notes = self._follow_security(account, flat)
             settings = {**account.settings(), **model.normalize(flat)}
             provider = self.providers.by_id(settings["provider"]) if settings["provider"] else None
             for slot in model.SLOTS:
                 if slot not in secrets:
                     secrets[slot] = await self.secrets.get(account_key(account.secret_ref, slot))
+        if owner is not None:
+            self._check_files(settings, owner)
         report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
         return report, notes
 
@@ -179,16 +191,20 @@ class AccountService:
         settings = model.normalize(flat)
         return {c: settings.get(c) for c in model.SETTING_COLUMNS}, provider, notes
 
-    async def modify(self, ref: str | int, params: Mapping[str, Any]) -> tuple[Account, list[str]]:
+    async def modify(
+        self, ref: str | int, params: Mapping[str, Any], owner: int | None = None
+    ) -> tuple[Account, list[str]]:
         async with self._lock:
-            account = self.find(ref)
+            account = self.find(ref, owner)
             flat, passwords = model.split_params(params)
             primary = flat.pop("primary", None)
             notes = self._follow_security(account, flat)
             changes = model.normalize(flat)
             merged = {**account.settings(), **changes}
             if "name" in changes:
-                self._check_name_free(merged["name"], account.id)
+                self._check_name_free(merged["name"], account.id, account.owner_uid)
+            if "tls_ca_file" in changes:
+                self._check_files(merged, account.owner_uid)
             have = await self.slots_set(account)
             model.check_passwords(merged, passwords, have)
             unused = have - set(model.required_slots(merged))
@@ -204,9 +220,9 @@ class AccountService:
         await self._changed("modified", account)
         return account, notes
 
-    async def delete(self, ref: str | int, *, confirm: bool) -> dict[str, Any]:
+    async def delete(self, ref: str | int, *, confirm: bool, owner: int | None = None) -> dict[str, Any]:
         async with self._lock:
-            account = self.find(ref)
+            account = self.find(ref, owner)
             if not confirm:
                 raise ConfirmationRequired(
                     f"deleting {account.name!r} removes its local messages, settings, signatures "
@@ -228,17 +244,19 @@ class AccountService:
         log.info("account %d %r deleted", account.id, account.name)
         if account.primary:
             notes.append("it was the primary account: there is none now (set one with account primary)")
-        self.events.publish("account.changed", {"change": "deleted", "account_id": account.id, "account": None})
+        self.events.publish(
+            "account.changed", {"change": "deleted", "account_id": account.id, "account": None}, owner=account.owner_uid
+        )
         return {
             "deleted": {"id": account.id, "name": account.name, "email": account.email},
             "primary_cleared": account.primary,
             "notes": notes,
         }
 
-    async def make_primary(self, ref: str | int) -> tuple[Account, str | None]:
+    async def make_primary(self, ref: str | int, owner: int | None = None) -> tuple[Account, str | None]:
         async with self._lock:
-            account = self.find(ref)
-            previous = self.primary()
+            account = self.find(ref, owner)
+            previous = self.primary(account.owner_uid)
             with self.db.transaction() as conn:
                 self._apply_primary(conn, account, True)
                 q.update(conn, account.id, {"updated_at": _now()})
@@ -246,9 +264,9 @@ class AccountService:
         await self._changed("modified", account)
         return account, previous.name if previous and previous.id != account.id else None
 
-    async def set_enabled(self, ref: str | int, enabled: bool) -> Account:
+    async def set_enabled(self, ref: str | int, enabled: bool, owner: int | None = None) -> Account:
         async with self._lock:
-            account = self.find(ref)
+            account = self.find(ref, owner)
             with self.db.transaction() as conn:
                 q.update(conn, account.id, {"enabled": int(enabled), "updated_at": _now()})
                 if enabled:
@@ -275,10 +293,14 @@ class AccountService:
 
     # -- helpers -----------------------------------------------------------
 
-    def _check_name_free(self, name: str, own_id: int | None) -> None:
-        row = q.by_name(self.db.conn, name)
+    def _check_name_free(self, name: str, own_id: int | None, owner: int) -> None:
+        row = q.by_name(self.db.conn, owner, name)
         if row is not None and row["id"] != own_id:
             raise Conflict(f"an account named {row['name']!r} already exists", field="name")
+
+    def _check_files(self, settings: Mapping[str, Any], owner: int) -> None:
+        if settings.get("tls_ca_file") and self.check_readable is not None:
+            self.check_readable(settings["tls_ca_file"], owner, "tls_ca_file")
 
     @staticmethod
     def _follow_security(account: Account, flat: dict[str, Any]) -> list[str]:
@@ -300,7 +322,7 @@ class AccountService:
         if primary is None or primary == account.primary:
             return []
         if primary:
-            q.clear_primary(conn)
+            q.clear_primary(conn, account.owner_uid)
             q.update(conn, account.id, {"is_primary": 1})
             return [f"{account.name!r} is now the primary account"]
         q.update(conn, account.id, {"is_primary": 0})
@@ -321,4 +343,5 @@ class AccountService:
         self.events.publish(
             "account.changed",
             {"change": change, "account_id": account.id, "account": await self.public(account)},
+            owner=account.owner_uid,
         )

@@ -164,8 +164,9 @@ class Connection:
 
     # -- events ------------------------------------------------------------
 
-    def offer(self, event: str, params: dict[str, Any]) -> None:
-        if event not in self.session.topics or self._closing:
+    def offer(self, event: str, params: dict[str, Any], owner: int | None) -> None:
+        """Only the events of this session's user's accounts (and the daemon's own)."""
+        if event not in self.session.topics or self._closing or (owner is not None and owner != self.session.uid):
             return
         try:
             self._queue.put_nowait(Notification(event, params))

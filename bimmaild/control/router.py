@@ -2,7 +2,9 @@
 
 A handler is registered explicitly under a method name declared in
 ``protocol.methods``; it receives the connection's session and params that
-already passed the method's schema, and returns a msgpack-able result.  Any
+already passed the method's schema (and the method's access rule: the right
+to configure, or being an administrator, R-L3), and returns a msgpack-able
+result.  Any
 exception it raises becomes a structured error here: a BimmailError keeps its
 code and field; a full disk becomes ``storage_error``; anything else is a bug,
 logged with its traceback and answered as ``internal`` without details (they
@@ -28,26 +30,43 @@ from bimmaild.protocol.errors import (
 )
 from bimmaild.protocol.methods import METHODS_BY_NAME
 from bimmaild.protocol.schema import validate
+from bimmaild.users import Identity, Users
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Session:
-    """What the daemon knows about one client connection."""
+    """What the daemon knows about one client connection.
+
+    ``peer_uid`` comes from the socket (SO_PEERCRED) and never changes;
+    ``uid`` is the user the requests act for: the peer, or — for an
+    administrator who asked in ``hello`` — another user.  Handlers scope
+    everything to ``uid``.
+    """
 
     peer_uid: int
     peer_pid: int
     client: str = ""
     greeted: bool = False
     topics: frozenset[str] = field(default_factory=frozenset)
+    acting_uid: int | None = None
+
+    @property
+    def uid(self) -> int:
+        return self.peer_uid if self.acting_uid is None else self.acting_uid
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.peer_uid, self.uid)
 
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[Any]]
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, users: Users) -> None:
+        self.users = users
         self._handlers: dict[str, Handler] = {}
 
     def register(self, name: str, handler: Handler) -> None:
@@ -84,6 +103,10 @@ class Router:
         if not session.greeted and not method.before_hello:
             raise HandshakeRequired("the first request of a connection must be 'hello'", field="method")
         params = validate(request.params, method.params)
+        if method.access == "configure":
+            self.users.check_configure(session.identity)
+        elif method.access == "admin":
+            self.users.check_admin(session.identity)
         return await handler(session, params)
 
     @staticmethod

@@ -5,7 +5,9 @@ the socket is bound under a 0177 umask, so it is 0600 from its first instant;
 a file lock next to it makes "is another daemon here?" race-free; a stale
 socket left by a crash is removed, a live one is refused, and anything that is
 not a socket (a symlink planted by someone, a regular file) is never touched.
-Behind the file modes, every connection's peer uid (SO_PEERCRED) must be ours.
+Behind the file modes, every connection's peer uid (SO_PEERCRED) must be ours —
+or, in system mode, the socket is open to every local user (or a group) in a
+0755 directory, and the peer uid says who each client is.
 
 A socket inherited from systemd (LISTEN_FDS) is used as it is and never
 unlinked: it belongs to the .socket unit.
@@ -17,12 +19,15 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import grp
 import logging
 import os
 import socket
 import stat
 import struct
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +77,22 @@ def _probe_live(path: Path) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SharedSocket:
+    """System mode: a socket every local user may connect to (0666), or only a group (0660).
+    The peer's uid still decides everything: the mode only opens the door."""
+
+    group: str | None = None
+
+    @property
+    def gid(self) -> int:
+        assert self.group is not None
+        try:
+            return grp.getgrnam(self.group).gr_gid
+        except KeyError:
+            raise StartupError(f"no group {self.group!r} for the socket") from None
+
+
 class ControlServer:
     def __init__(
         self,
@@ -81,6 +102,8 @@ class ControlServer:
         *,
         private_dir: bool,
         inherited: socket.socket | None = None,
+        may_connect: Callable[[int], bool] | None = None,
+        shared: SharedSocket | None = None,
     ) -> None:
         self.router = router
         self.events = events
@@ -88,6 +111,8 @@ class ControlServer:
         self.private_dir = private_dir
         self.inherited = inherited
         self.uid = os.getuid()
+        self.may_connect = may_connect or (lambda uid: uid == self.uid)
+        self.shared = shared
         self._server: asyncio.Server | None = None
         self._lock_fd: int | None = None
         self._bound_inode: int | None = None
@@ -103,7 +128,10 @@ class ControlServer:
 
     def _bind(self) -> socket.socket:
         path = self.socket_path
-        if self.private_dir:
+        if self.shared is not None:
+            ensure_private_dir(path.parent)
+            path.parent.chmod(0o755)  # others reach the socket; the lock beside it stays 0600
+        elif self.private_dir:
             ensure_private_dir(path.parent)
         else:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -118,7 +146,12 @@ class ControlServer:
             raise StartupError(f"cannot bind {path}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
-        path.chmod(0o600)
+        if self.shared is None:
+            path.chmod(0o600)
+        else:
+            if self.shared.group is not None:
+                os.chown(path, -1, self.shared.gid)
+            path.chmod(0o660 if self.shared.group is not None else 0o666)
         self._bound_inode = path.lstat().st_ino
         sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
@@ -167,7 +200,7 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pid, uid, _gid = peer_credentials(writer.get_extra_info("socket"))
-        if uid != self.uid:
+        if not self.may_connect(uid):
             log.warning("refused a connection from uid %d (pid %d)", uid, pid)
             error = PermissionDenied(f"this daemon serves uid {self.uid} only")
             with contextlib.suppress(ConnectionError):

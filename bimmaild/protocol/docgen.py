@@ -54,6 +54,10 @@ def _method(m: Method) -> str:
         lines += ["**Errors**: " + ", ".join(f"`{e.wire_name}` ({int(e)})" for e in m.errors), ""]
     if m.before_hello:
         lines += ["Allowed before `hello`.", ""]
+    if m.access == "configure":
+        lines += ["**Access**: the right to configure one's accounts (administrators always have it).", ""]
+    elif m.access == "admin":
+        lines += ["**Access**: administrators only.", ""]
     return "\n".join(lines)
 
 

@@ -34,6 +34,13 @@ class Method:
     result: str
     errors: tuple[E, ...] = ()
     before_hello: bool = False
+    # Who may call it (R-L3): any user for their own accounts; "configure": a user with the
+    # right to configure (administrators always have it); "admin": administrators only.
+    access: str = "user"
+
+    def __post_init__(self) -> None:
+        if self.access not in ("user", "configure", "admin"):
+            raise ValueError(f"unknown access {self.access!r}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,9 @@ MESSAGE_FIELDS = (
 
 _ACCOUNT_ERRORS = (E.INVALID_PARAMS, E.NOT_FOUND)
 
+USER_REF = Param("user", "str|int", "Local user: login name or uid.", required=True, max_len=64)
+USER_ENTRY = "{uid, name, accounts, is_admin, may_configure, decision: default|allowed|denied, last_seen_at}"
+
 MAX_BODY = 16 * 1024 * 1024
 MAX_ATTACHMENT = 24 * 1024 * 1024
 FILE_FIELDS = (
@@ -207,9 +217,17 @@ METHODS: tuple[Method, ...] = (
         (
             Param("client", "str", "Free text naming the client, for logs.", default="", max_len=200),
             Param("protocol", "int", "Protocol version the client speaks.", required=True),
+            Param(
+                "act_as",
+                "str|int",
+                "Administrators only: act for this local user (name or uid) on this connection. "
+                "Who you are comes from the socket, never from the request.",
+                max_len=64,
+            ),
         ),
-        "{daemon_version, protocol, user: {uid, name}, is_admin, may_configure, methods: [str], events: [str]}",
-        (E.UNSUPPORTED_PROTOCOL, E.ALREADY_GREETED, E.INVALID_PARAMS),
+        "{daemon_version, protocol, mode: user|system, user: {uid, name} (whom requests act for), "
+        "connected_as: {uid, name}, is_admin, may_configure, methods: [str], events: [str]}",
+        (E.UNSUPPORTED_PROTOCOL, E.ALREADY_GREETED, E.INVALID_PARAMS, E.NOT_FOUND, E.PERMISSION_DENIED),
         before_hello=True,
     ),
     Method(
@@ -596,6 +614,28 @@ METHODS: tuple[Method, ...] = (
         _ACCOUNT_ERRORS,
     ),
     Method(
+        "user.list",
+        "Users known to the daemon (seen on the socket or owning accounts), with their account count and "
+        "their right to configure (R-L3).",
+        (),
+        f"[{USER_ENTRY}]",
+    ),
+    Method(
+        "user.allow_config",
+        "Give a user the right to configure their own mail accounts (R-L3).",
+        (USER_REF,),
+        USER_ENTRY,
+        (E.NOT_FOUND, E.PERMISSION_DENIED),
+    ),
+    Method(
+        "user.deny_config",
+        "Take away a user's right to configure their own mail accounts: they can still list, test, fetch "
+        "and send (R-L3).",
+        (USER_REF,),
+        USER_ENTRY,
+        (E.NOT_FOUND, E.PERMISSION_DENIED),
+    ),
+    Method(
         "account.disable",
         "Disable the account: every fetch skips it (R-L1).",
         (ACCOUNT_REF,),
@@ -604,6 +644,26 @@ METHODS: tuple[Method, ...] = (
     ),
 )
 
+# R-L3: what needs the right to configure one's accounts, and what only administrators may do.
+_ACCESS = {
+    **dict.fromkeys(
+        ("account.add", "account.modify", "account.delete", "account.primary", "account.enable", "account.disable",
+         "signature.add", "signature.modify", "signature.delete", "signature.move", "signature.default"),
+        "configure",
+    ),
+    **dict.fromkeys(("automation.set", "user.list", "user.allow_config", "user.deny_config"), "admin"),
+}  # fmt: skip
+
+
+def _with_access(method: Method) -> Method:
+    access = _ACCESS.get(method.name, method.access)
+    errors = method.errors
+    if access != "user" and E.PERMISSION_DENIED not in errors:
+        errors = (*errors, E.PERMISSION_DENIED)
+    return dataclasses.replace(method, access=access, errors=errors)
+
+
+METHODS = tuple(_with_access(m) for m in METHODS)
 METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
 
 EVENTS: tuple[Event, ...] = (

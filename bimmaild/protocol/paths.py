@@ -2,7 +2,8 @@
 
 Order: ``--socket`` (given by the caller), then ``$BIMMAIL_SOCKET``, then
 ``$XDG_RUNTIME_DIR/bimmail/bimmaild.sock`` (what systemd's ``%t`` expands to in
-a user unit), then the platformdirs runtime directory.  platformdirs is
+a user unit), then the platformdirs runtime directory.  A client with no
+daemon of its own there uses the system daemon's ``/run/bimmail/bimmaild.sock``.  platformdirs is
 imported only on that last path: its fallback rules changed across 4.x
 (DESIGN.md §6), and the ctl must start fast.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 APP_NAME = "bimmail"
 SOCKET_NAME = "bimmaild.sock"
 SOCKET_ENV = "BIMMAIL_SOCKET"
+# The system daemon's (bimmaild --system), where systemd's RuntimeDirectory=bimmail puts it.
+SYSTEM_SOCKET = Path("/run") / APP_NAME / SOCKET_NAME
 
 
 def default_socket_path() -> Path:
@@ -34,4 +37,11 @@ def default_socket_path() -> Path:
 
 
 def resolve_socket_path(explicit: str | os.PathLike[str] | None) -> Path:
-    return Path(explicit) if explicit else default_socket_path()
+    """The client's choice: as given, else the user's own daemon, else the system daemon's
+    socket when only that one exists (``bimmaild --system``)."""
+    if explicit:
+        return Path(explicit)
+    own = default_socket_path()
+    if not own.exists() and not os.environ.get(SOCKET_ENV) and SYSTEM_SOCKET.exists():
+        return SYSTEM_SOCKET
+    return own

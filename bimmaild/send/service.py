@@ -91,18 +91,19 @@ class SendService:
 
     # -- composing -------------------------------------------------------------------
 
-    def _sender(self, ref: str | int | None) -> Account:
+    def _sender(self, ref: str | int | None, owner: int) -> Account:
         if ref is not None:
-            return self.accounts.find(ref)
-        primary = self.accounts.primary()
+            return self.accounts.find(ref, owner)
+        primary = self.accounts.primary(owner)
         if primary is None:
             raise InvalidParams(
                 "no account is primary: give the sending account (from), or make one primary", field="from"
             )
         return primary
 
-    async def send(self, params: dict[str, Any]) -> dict[str, Any]:
-        account = self._sender(params.get("from"))
+    async def send(self, params: dict[str, Any], owner: int) -> dict[str, Any]:
+        """Compose and submit for ``owner`` (the session's user): their accounts, their primary one."""
+        account = self._sender(params.get("from"), owner)
         try:
             to, cc, bcc = recipients.parse_fields(params["to"], params["cc"], params["bcc"], account.separator)
         except recipients.RecipientError as exc:
@@ -274,11 +275,14 @@ class SendService:
             except Exception:  # one broken entry must not hold up the others
                 log.exception("outbox %d: retry failed", outbox_id)
 
-    def listing(self, ref: str | int | None = None) -> list[dict[str, Any]]:
+    def listing(self, ref: str | int | None, owner: int) -> list[dict[str, Any]]:
         if ref is None:
-            rows = self.db.conn.execute("SELECT * FROM outbox ORDER BY id").fetchall()
+            rows = self.db.conn.execute(
+                "SELECT o.* FROM outbox o JOIN accounts a ON a.id = o.account_id WHERE a.owner_uid = ? ORDER BY o.id",
+                (owner,),
+            ).fetchall()
         else:
-            account_id = self.accounts.find(ref).id
+            account_id = self.accounts.find(ref, owner).id
             rows = self.db.conn.execute(
                 "SELECT * FROM outbox WHERE account_id = ? ORDER BY id", (account_id,)
             ).fetchall()
@@ -287,14 +291,14 @@ class SendService:
     def _public(self, row: sqlite3.Row) -> dict[str, Any]:
         return _public(row, self.accounts.find(row["account_id"]).name)
 
-    async def retry(self, outbox_id: int) -> dict[str, Any]:
-        row = self._row(outbox_id)
+    async def retry(self, outbox_id: int, owner: int) -> dict[str, Any]:
+        row = self._row(outbox_id, owner)
         if row["state"] not in DELIVERABLE:
             raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: nothing to retry", field="id")
         return await self.deliver(outbox_id)
 
-    async def cancel(self, outbox_id: int) -> dict[str, Any]:
-        row = self._row(outbox_id)
+    async def cancel(self, outbox_id: int, owner: int) -> dict[str, Any]:
+        row = self._row(outbox_id, owner)
         if row["state"] not in DELIVERABLE:
             raise InvalidParams(f"outbox entry {outbox_id} is {row['state']}: it cannot be cancelled", field="id")
         with self.db.transaction() as conn:  # a cancelled message gets no Sent copy: that entry is done
@@ -312,8 +316,11 @@ class SendService:
         if waiting is None and row["state"] in ("sent", "cancelled"):
             await asyncio.to_thread(Path(row["filename"]).unlink, missing_ok=True)
 
-    def _row(self, outbox_id: int) -> sqlite3.Row:
+    def _row(self, outbox_id: int, owner: int | None = None) -> sqlite3.Row:
+        """The entry; with ``owner``, only theirs (another user's is "not found", like a missing one)."""
         row: sqlite3.Row | None = self.db.conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+        if row is not None and owner is not None and self.accounts.find(row["account_id"]).owner_uid != owner:
+            row = None
         if row is None:
             raise NotFound(f"no outbox entry {outbox_id}", field="id")
         return row
@@ -324,7 +331,9 @@ class SendService:
         with self.db.transaction() as conn:
             conn.execute(f"UPDATE outbox SET {sets} WHERE id = ?", (*values.values(), outbox_id))  # noqa: S608
         if self.events is not None and "state" in values:
-            self.events.publish("outbox.changed", self._public(self._row(outbox_id)))
+            row = self._row(outbox_id)
+            owner = self.accounts.find(row["account_id"]).owner_uid
+            self.events.publish("outbox.changed", self._public(row), owner=owner)
 
 
 def _public(row: sqlite3.Row, account: str) -> dict[str, Any]:

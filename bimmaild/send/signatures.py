@@ -110,21 +110,21 @@ class Signatures:
             "updated_at": row["updated_at"],
         }
 
-    def listing(self, ref: str | int) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def listing(self, ref: str | int, owner: int | None = None) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         return {"account": account.name, "signatures": [self.public(r) for r in self.rows(account.id)]}
 
-    def preview(self, ref: str | int, name: str) -> dict[str, Any]:
+    def preview(self, ref: str | int, name: str, owner: int | None = None) -> dict[str, Any]:
         """R-G1: the signature exactly as a sent message carries it."""
-        account = self.accounts.find(ref)
+        account = self.accounts.find(ref, owner)
         signature = self.load(account.id, name)
         assert signature is not None
         return {"account": account.name, "name": signature.name, **signature_parts(signature, _domain(account.email))}
 
     # -- changing -------------------------------------------------------------
 
-    def add(self, ref: str | int, params: dict[str, Any]) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def add(self, ref: str | int, params: dict[str, Any], owner: int | None = None) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         name = validation.text(params["name"], "name", what="signature name")
         self._free(account.id, name, None)
         content = _content(params)
@@ -147,8 +147,8 @@ class Signatures:
                 _make_default(conn, account.id, cur.lastrowid)
         return self.listing(account.id)
 
-    def modify(self, ref: str | int, params: dict[str, Any]) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def modify(self, ref: str | int, params: dict[str, Any], owner: int | None = None) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         row = self.row(account.id, params["name"])
         changes: dict[str, Any] = {}
         if params.get("new_name") is not None:
@@ -175,16 +175,18 @@ class Signatures:
                     conn.execute("UPDATE signatures SET is_default = 0 WHERE id = ?", (row["id"],))
         return self.listing(account.id)
 
-    def delete(self, ref: str | int, name: str) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def delete(self, ref: str | int, name: str, owner: int | None = None) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         row = self.row(account.id, name)
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM signatures WHERE id = ?", (row["id"],))
             _renumber(conn, account.id)
         return {**self.listing(account.id), "default_cleared": bool(row["is_default"])}
 
-    def move(self, ref: str | int, name: str, direction: str | None, position: int | None) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def move(
+        self, ref: str | int, name: str, direction: str | None, position: int | None, owner: int | None = None
+    ) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         row = self.row(account.id, name)
         order = [r["id"] for r in self.rows(account.id)]
         index = order.index(row["id"])
@@ -200,8 +202,8 @@ class Signatures:
                 conn.execute("UPDATE signatures SET position = ? WHERE id = ?", (i, signature_id))
         return self.listing(account.id)
 
-    def set_default(self, ref: str | int, name: str | None) -> dict[str, Any]:
-        account = self.accounts.find(ref)
+    def set_default(self, ref: str | int, name: str | None, owner: int | None = None) -> dict[str, Any]:
+        account = self.accounts.find(ref, owner)
         with self.db.transaction() as conn:
             if name is None:
                 conn.execute("UPDATE signatures SET is_default = 0 WHERE account_id = ?", (account.id,))

@@ -9,8 +9,10 @@ from typing import Any
 _SELECT = "SELECT * FROM accounts"
 
 
-def all_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    return conn.execute(f"{_SELECT} ORDER BY id").fetchall()
+def all_rows(conn: sqlite3.Connection, owner: int | None = None) -> list[sqlite3.Row]:
+    if owner is None:
+        return conn.execute(f"{_SELECT} ORDER BY id").fetchall()
+    return conn.execute(f"{_SELECT} WHERE owner_uid = ? ORDER BY id", (owner,)).fetchall()
 
 
 def by_id(conn: sqlite3.Connection, account_id: int) -> sqlite3.Row | None:
@@ -18,14 +20,14 @@ def by_id(conn: sqlite3.Connection, account_id: int) -> sqlite3.Row | None:
     return row
 
 
-def by_name(conn: sqlite3.Connection, name: str) -> sqlite3.Row | None:
-    """Names compare case-insensitively (the column is COLLATE NOCASE)."""
-    row: sqlite3.Row | None = conn.execute(f"{_SELECT} WHERE name = ?", (name,)).fetchone()
+def by_name(conn: sqlite3.Connection, owner: int, name: str) -> sqlite3.Row | None:
+    """Names are per owner and compare case-insensitively (the column is COLLATE NOCASE)."""
+    row: sqlite3.Row | None = conn.execute(f"{_SELECT} WHERE owner_uid = ? AND name = ?", (owner, name)).fetchone()
     return row
 
 
-def primary(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(f"{_SELECT} WHERE is_primary = 1").fetchone()
+def primary(conn: sqlite3.Connection, owner: int) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(f"{_SELECT} WHERE owner_uid = ? AND is_primary = 1", (owner,)).fetchone()
     return row
 
 
@@ -51,8 +53,8 @@ def delete(conn: sqlite3.Connection, account_id: int) -> None:
     conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
 
-def clear_primary(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE accounts SET is_primary = 0 WHERE is_primary = 1")
+def clear_primary(conn: sqlite3.Connection, owner: int) -> None:
+    conn.execute("UPDATE accounts SET is_primary = 0 WHERE owner_uid = ? AND is_primary = 1", (owner,))
 
 
 def ids(conn: sqlite3.Connection) -> set[int]:

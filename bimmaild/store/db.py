@@ -52,15 +52,29 @@ class Database:
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
+        """Foreign keys are off while migrating (a table rebuild drops and recreates a parent
+        table, SQLite's documented way) and checked before each migration commits."""
         current = self.schema_version
         latest = len(MIGRATIONS)
         if current > latest:
             raise SchemaTooNew(f"{self.path} has schema version {current}; this bimmail knows up to {latest}")
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            with self.transaction():
-                for statement in _statements(script):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {number}")
+        if current == latest:
+            return
+        self.conn.execute("PRAGMA foreign_keys=OFF")  # a no-op inside a transaction: set before
+        try:
+            for number, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+                with self.transaction():
+                    if isinstance(migration, str):
+                        for statement in _statements(migration):
+                            self.conn.execute(statement)
+                    else:
+                        migration(self.conn)
+                    broken = self.conn.execute("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise sqlite3.IntegrityError(f"migration {number} broke foreign keys: {broken[:5]}")
+                    self.conn.execute(f"PRAGMA user_version = {number}")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

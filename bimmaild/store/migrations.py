@@ -6,7 +6,86 @@ kept as fixtures under ``tests/data/`` and a test upgrades each of them.
 
 from __future__ import annotations
 
-MIGRATIONS: tuple[str, ...] = (
+import os
+import sqlite3
+from collections.abc import Callable
+
+ACCOUNT_COLUMNS = (
+    "id, secret_ref, name, email, login, separate_auth, imap_host, imap_port, imap_security, imap_login, "
+    "smtp_host, smtp_port, smtp_security, smtp_auth, smtp_login, tls_ca_file, trash_folder, separator, "
+    "auto_fetch, enabled, is_primary, created_at, updated_at, provider"
+)
+
+
+def _owners(conn: sqlite3.Connection) -> None:
+    """6: users (R-L3).  Accounts get an owner (the uid the daemon runs as owns the existing
+    ones: before this, a daemon served its own user only); names and the primary account
+    become per owner, which needs the accounts table rebuilt (its id sequence kept: ids are
+    never reused).  Project assignments get the owner of the assigning user."""
+    uid = os.getuid()
+    sequence = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'accounts'").fetchone()
+    conn.execute(
+        """
+        CREATE TABLE accounts_v6 (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            secret_ref    TEXT NOT NULL UNIQUE,
+            owner_uid     INTEGER NOT NULL,
+            name          TEXT NOT NULL COLLATE NOCASE,
+            email         TEXT NOT NULL,
+            login         TEXT,
+            separate_auth INTEGER NOT NULL DEFAULT 0 CHECK (separate_auth IN (0, 1)),
+            imap_host     TEXT NOT NULL,
+            imap_port     INTEGER NOT NULL CHECK (imap_port BETWEEN 1 AND 65535),
+            imap_security TEXT NOT NULL CHECK (imap_security IN ('ssl', 'starttls', 'none')),
+            imap_login    TEXT,
+            smtp_host     TEXT NOT NULL,
+            smtp_port     INTEGER NOT NULL CHECK (smtp_port BETWEEN 1 AND 65535),
+            smtp_security TEXT NOT NULL CHECK (smtp_security IN ('ssl', 'starttls', 'none')),
+            smtp_auth     INTEGER NOT NULL DEFAULT 1 CHECK (smtp_auth IN (0, 1)),
+            smtp_login    TEXT,
+            tls_ca_file   TEXT,
+            trash_folder  TEXT NOT NULL DEFAULT 'BIMoffice',
+            separator     TEXT NOT NULL DEFAULT ',' CHECK (separator IN (',', ';')),
+            auto_fetch    INTEGER NOT NULL DEFAULT 1 CHECK (auto_fetch IN (0, 1)),
+            enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            is_primary    INTEGER NOT NULL DEFAULT 0 CHECK (is_primary IN (0, 1)),
+            created_at    TEXT NOT NULL,
+            updated_at    TEXT NOT NULL,
+            provider      TEXT,
+            UNIQUE (owner_uid, name)
+        )
+        """
+    )
+    conn.execute(
+        f"INSERT INTO accounts_v6 ({ACCOUNT_COLUMNS}, owner_uid) SELECT {ACCOUNT_COLUMNS}, ? FROM accounts",  # noqa: S608
+        (uid,),
+    )
+    conn.execute("DROP TABLE accounts")
+    conn.execute("ALTER TABLE accounts_v6 RENAME TO accounts")
+    if sequence is not None:
+        conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'accounts'", (sequence[0],))
+    # At most one primary account per user (R-E2), enforced by the store itself.
+    conn.execute("CREATE UNIQUE INDEX accounts_one_primary ON accounts (owner_uid) WHERE is_primary = 1")
+    conn.execute("CREATE INDEX accounts_by_owner ON accounts (owner_uid, id)")
+    conn.execute(
+        """
+        CREATE TABLE users (
+            uid           INTEGER PRIMARY KEY,
+            name          TEXT NOT NULL,
+            -- NULL: the daemon's default right applies; 0/1: an administrator's decision (R-L3).
+            may_configure INTEGER CHECK (may_configure IN (0, 1)),
+            first_seen_at TEXT NOT NULL,
+            last_seen_at  TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("ALTER TABLE project_messages ADD COLUMN owner_uid INTEGER")
+    conn.execute("UPDATE project_messages SET owner_uid = ?", (uid,))
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: accounts and daemon settings.
     """
     CREATE TABLE settings (
@@ -199,4 +278,5 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
     """,
+    _owners,
 )

@@ -74,7 +74,7 @@ class PushService:
                 self._watch(account_id), name=f"push:{account_id}"
             )
 
-    def offer(self, event: str, params: dict[str, Any]) -> None:
+    def offer(self, event: str, params: dict[str, Any], owner: int | None) -> None:
         """EventBus subscriber: switches, folder choices and account states change who is watched."""
         if event in ("account.changed", "fetch.done", "automation.changed"):
             self.apply()

@@ -51,7 +51,7 @@ class EventReporter(Reporter):
             "bytes_done": bytes_done, "bytes_total": bytes_total,
         }  # fmt: skip
         self.activity.of(self.account.id).progress = params
-        self.events.publish("fetch.progress", params)
+        self.events.publish("fetch.progress", params, owner=self.account.owner_uid)
 
     def new_messages(self, folder: str, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows[:MAX_NEW_EVENTS]:
@@ -59,7 +59,7 @@ class EventReporter(Reporter):
                 "account_id": self.account.id, "account": self.account.name, "folder": folder,
                 "uid": row["uid"], "message_id": row["message_id"], "subject": row["subject"],
                 "from": row["sender"], "date": row["sent_at"],
-            })  # fmt: skip
+            }, owner=self.account.owner_uid)  # fmt: skip
 
 
 class SyncService:
@@ -85,9 +85,12 @@ class SyncService:
         self._locks: dict[int, asyncio.Lock] = {}
         self._reconciled: set[int] = set()
 
-    async def fetch(self, refs: list[str | int], *, wait: bool, confirm_removals: bool = False) -> dict[str, Any]:
-        """Fetch the named accounts (all enabled ones when none is named); R-L1: disabled ones never."""
-        chosen = [self.accounts.find(ref) for ref in refs] if refs else self.accounts.all()
+    async def fetch(
+        self, refs: list[str | int], *, owner: int | None, wait: bool, confirm_removals: bool = False
+    ) -> dict[str, Any]:
+        """Fetch the named accounts (all enabled ones of ``owner`` when none is named); R-L1: disabled
+        ones never."""
+        chosen = [self.accounts.find(ref, owner) for ref in refs] if refs else self.accounts.all(owner)
         skipped = [a.name for a in chosen if not a.enabled]
         tasks = [self._start(a, confirm_removals) for a in chosen if a.enabled]
         if not wait:
@@ -196,7 +199,7 @@ class SyncService:
             account.id, result.state, public["new"], public["updated"], public["removed"],
         )  # fmt: skip
         self._count_failure(account.id, result.state)
-        self.events.publish("fetch.done" if only_roles is None else "trash.changed", public)
+        self.events.publish("fetch.done" if only_roles is None else "trash.changed", public, owner=account.owner_uid)
         self._state(account, result.state, result.error)
         return result
 
@@ -206,7 +209,7 @@ class SyncService:
 
     def _state(self, account: Account, state: str, message: str | None) -> None:
         self.events.publish("account.state", {"account_id": account.id, "account": account.name, "state": state,
-                                              "message": message})  # fmt: skip
+                                              "message": message}, owner=account.owner_uid)  # fmt: skip
 
     async def cancel(self, account_id: int) -> None:
         """Stop the account's fetch and trash mirror, if any, and wait until they have stopped."""

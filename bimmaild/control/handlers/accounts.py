@@ -1,4 +1,4 @@
-"""account.* methods: thin translations between params and AccountService."""
+"""account.* methods: thin translations between params and AccountService, scoped to the session's user."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ class AccountHandlers:
         router.register("account.disable", self.disable)
 
     async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [await self.service.public(a) for a in self.service.all()]
+        return [await self.service.public(a) for a in self.service.all(session.uid)]
 
     async def show(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.service.public(self.service.find(params["account"]))
+        return await self.service.public(self.service.find(params["account"], session.uid))
 
     async def add(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account, notes, report = await self.service.add(params)
+        account, notes, report = await self.service.add(params, session.uid)
         return {
             "account": await self.service.public(account),
             "notes": notes,
@@ -38,25 +38,25 @@ class AccountHandlers:
         }
 
     async def test(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        report, notes = await self.service.test(params.pop("account", None), params)
+        report, notes = await self.service.test(params.pop("account", None), params, session.uid)
         return {**report.to_public(), "notes": notes}
 
     async def modify(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         ref = params.pop("account")
-        account, notes = await self.service.modify(ref, params)
+        account, notes = await self.service.modify(ref, params, session.uid)
         return {"account": await self.service.public(account), "notes": notes}
 
     async def delete(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.service.delete(params["account"], confirm=params["confirm"])
+        return await self.service.delete(params["account"], confirm=params["confirm"], owner=session.uid)
 
     async def primary(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account, previous = await self.service.make_primary(params["account"])
+        account, previous = await self.service.make_primary(params["account"], session.uid)
         return {"account": await self.service.public(account), "previous": previous}
 
     async def enable(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account = await self.service.set_enabled(params["account"], True)
+        account = await self.service.set_enabled(params["account"], True, session.uid)
         return {"account": await self.service.public(account)}
 
     async def disable(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account = await self.service.set_enabled(params["account"], False)
+        account = await self.service.set_enabled(params["account"], False, session.uid)
         return {"account": await self.service.public(account)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,21 @@ from bimmaild.sync.trash import Trash
 
 # Bytes of a raw message sent over the socket; bigger ones are read from their file by path.
 MAX_RAW = 24 * 1024 * 1024
+
+
+def owned_messages(db: Database, ids: Sequence[int], owner: int) -> None:
+    """Every id is a message of ``owner``'s accounts; another user's is "not found", like a missing one."""
+    found = {
+        row[0]
+        for row in db.conn.execute(
+            f"SELECT m.id FROM messages m JOIN accounts a ON a.id = m.account_id"  # noqa: S608 (placeholders only)
+            f" WHERE a.owner_uid = ? AND m.id IN ({','.join('?' * len(ids))})",
+            (owner, *ids),
+        )
+    }
+    for i, message_id in enumerate(ids):
+        if message_id not in found:
+            raise NotFound(f"no message {message_id}", field=f"ids[{i}]")
 
 
 class MessageHandlers:
@@ -37,19 +53,21 @@ class MessageHandlers:
         router.register("messages.restore", self.restore)
 
     async def delete(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        owned_messages(self.db, params["ids"], session.uid)
         result = await self.trash.delete(params["ids"], permanent=params["permanent"], confirm=params["confirm"])
         for account_id in result["accounts"]:
             self.sync.mirror(account_id)  # the server side right away (the journal keeps it if that fails)
         return result
 
     async def restore(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        owned_messages(self.db, params["ids"], session.uid)
         result = await self.trash.restore(params["ids"])
         for account_id in result["accounts"]:
             self.sync.mirror(account_id)
         return result
 
     async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        account = self.accounts.find(params["account"])
+        account = self.accounts.find(params["account"], session.uid)
         folder_id = None
         if params["trash"]:
             folder_id = self.trash.trash_folder(account.id)["id"]
@@ -64,7 +82,7 @@ class MessageHandlers:
 
     async def show(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         row = message_q.by_id(self.db.conn, params["id"])
-        if row is None:
+        if row is None or self.accounts.find(row["account_id"]).owner_uid != session.uid:
             raise NotFound(f"no message {params['id']}", field="id")
         path = self.mail_root / str(row["account_id"]) / row["maildir"] / "cur" / row["filename"]
         try:

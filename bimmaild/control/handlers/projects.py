@@ -22,23 +22,23 @@ class ProjectHandlers:
         router.register("messages.unassign", self.unassign)
 
     async def add(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.projects.add(params["name"])
+        return self.projects.add(params["name"], session.uid)
 
     async def all(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.projects.all()
+        return self.projects.all(session.uid)
 
     async def messages(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.projects.messages(params["project"])
+        return self.projects.messages(params["project"], session.uid)
 
     async def show_message(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        summary, raw, path = await self.projects.message(params["id"])
+        summary, raw, path = await self.projects.message(params["id"], session.uid)
         result = {**summary, "path": str(path), **message_view.content(raw)}
         if params["raw"]:
             result["raw"] = raw
         return result
 
     async def assign(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.projects.assign(params["ids"], params["project"])
+        return await self.projects.assign(params["ids"], params["project"], session.uid)
 
     async def unassign(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.projects.unassign(params["ids"], params["project"])
+        return await self.projects.unassign(params["ids"], params["project"], session.uid)

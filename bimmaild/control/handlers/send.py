@@ -28,34 +28,36 @@ class SendHandlers:
         router.register("signature.preview", self.signature_preview)
 
     async def send(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.send_service.send(params)
+        return await self.send_service.send(params, session.uid)
 
     async def outbox_list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.send_service.listing(params.get("account"))
+        return self.send_service.listing(params.get("account"), session.uid)
 
     async def outbox_retry(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.send_service.retry(params["id"])
+        return await self.send_service.retry(params["id"], session.uid)
 
     async def outbox_cancel(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return await self.send_service.cancel(params["id"])
+        return await self.send_service.cancel(params["id"], session.uid)
 
     async def signature_list(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.listing(params["account"])
+        return self.signatures.listing(params["account"], session.uid)
 
     async def signature_add(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.add(params["account"], params)
+        return self.signatures.add(params["account"], params, session.uid)
 
     async def signature_modify(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.modify(params["account"], params)
+        return self.signatures.modify(params["account"], params, session.uid)
 
     async def signature_delete(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.delete(params["account"], params["name"])
+        return self.signatures.delete(params["account"], params["name"], session.uid)
 
     async def signature_move(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.move(params["account"], params["name"], params.get("direction"), params.get("position"))
+        return self.signatures.move(
+            params["account"], params["name"], params.get("direction"), params.get("position"), session.uid
+        )
 
     async def signature_default(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.set_default(params["account"], params["name"])
+        return self.signatures.set_default(params["account"], params["name"], session.uid)
 
     async def signature_preview(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        return self.signatures.preview(params["account"], params["name"])
+        return self.signatures.preview(params["account"], params["name"], session.uid)

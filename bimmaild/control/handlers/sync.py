@@ -15,10 +15,14 @@ from bimmaild.store import messages as message_q
 from bimmaild.sync import folder_list
 from bimmaild.sync.account_sync import AccountUnavailable, connect, prepare_folders
 from bimmaild.sync.service import SyncService
+from bimmaild.users import Users
 
 
 class SyncHandlers:
-    def __init__(self, accounts: AccountService, sync: SyncService, scheduler: Scheduler, events: EventBus) -> None:
+    def __init__(
+        self, accounts: AccountService, sync: SyncService, scheduler: Scheduler, events: EventBus, users: Users
+    ) -> None:
+        self.users = users
         self.accounts = accounts
         self.sync = sync
         self.scheduler = scheduler
@@ -40,18 +44,24 @@ class SyncHandlers:
 
     async def fetch(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         return await self.sync.fetch(
-            params["accounts"], wait=params["wait"], confirm_removals=params["confirm_deletions"]
+            params["accounts"], owner=session.uid, wait=params["wait"], confirm_removals=params["confirm_deletions"]
         )
 
     async def folders(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        account = self.accounts.find(params["account"])
+        account = self.accounts.find(params["account"], session.uid)
+        if params["select"] or params["unselect"]:  # choosing folders is configuration (R-L3)
+            self.users.check_configure(session.identity)
         offline = None
         if params["refresh"]:
             async with self.sync.lock(account.id):
                 offline = await self._refresh(account)
         folder_list.choose(self.sync.db, account.id, params["select"], params["unselect"])
         if params["select"] or params["unselect"]:
-            self.events.publish("account.changed", {"change": "folders", "account_id": account.id, "account": None})
+            self.events.publish(
+                "account.changed",
+                {"change": "folders", "account_id": account.id, "account": None},
+                owner=account.owner_uid,
+            )
         rows = folder_q.for_account(self.sync.db.conn, account.id)
         return {
             "account": account.name,

@@ -1,9 +1,9 @@
-"""hello, status, subscribe: the methods about the daemon and the connection itself."""
+"""hello, status, subscribe, user.*: the methods about the daemon, the connection and its users."""
 
 from __future__ import annotations
 
+import logging
 import os
-import pwd
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +16,9 @@ from bimmaild.control.router import Router, Session
 from bimmaild.protocol.errors import AlreadyGreeted, InvalidParams, UnsupportedProtocol
 from bimmaild.protocol.methods import EVENTS_BY_NAME, PROTOCOL_VERSION
 from bimmaild.store import journal as journal_q
+from bimmaild.users import Users, user_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,25 +28,23 @@ class DaemonInfo:
     secret_backend: str
     started_monotonic: float
     started_at: datetime
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+    mode: str = "user"  # "user": serves its owner; "system": serves every local user
 
 
 class SystemHandlers:
-    def __init__(self, info: DaemonInfo, accounts: AccountService, router: Router) -> None:
+    def __init__(self, info: DaemonInfo, accounts: AccountService, users: Users, router: Router) -> None:
         self.info = info
         self.accounts = accounts
+        self.users = users
         self.router = router
 
     def register(self, router: Router) -> None:
         router.register("hello", self.hello)
         router.register("status", self.status)
         router.register("subscribe", self.subscribe)
+        router.register("user.list", self.user_list)
+        router.register("user.allow_config", self.user_allow)
+        router.register("user.deny_config", self.user_deny)
 
     async def hello(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         if session.greeted:
@@ -54,21 +55,27 @@ class SystemHandlers:
                 field="protocol",
                 data={"supported": [PROTOCOL_VERSION]},
             )
+        identity = self.users.greet(session.peer_uid, params.get("act_as"))
+        session.acting_uid = identity.uid
         session.greeted = True
         session.client = params["client"]
+        if identity.acting_for_other:
+            log.info("uid %d (%s) acts for %s", identity.peer, user_name(identity.peer), user_name(identity.uid))
+        is_admin = self.users.is_admin(identity.peer)
         return {
             "daemon_version": __version__,
             "protocol": PROTOCOL_VERSION,
-            "user": {"uid": session.peer_uid, "name": _user_name(session.peer_uid)},
-            # Per-user mode: the daemon's owner administers it (multi-user mode: issue 8).
-            "is_admin": True,
-            "may_configure": True,
+            "mode": self.info.mode,
+            "user": {"uid": identity.uid, "name": user_name(identity.uid)},
+            "connected_as": {"uid": identity.peer, "name": user_name(identity.peer)},
+            "is_admin": is_admin,
+            "may_configure": is_admin or self.users.may_configure(identity.uid),
             "methods": self.router.methods,
             "events": sorted(EVENTS_BY_NAME),
         }
 
     async def status(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        accounts = self.accounts.all()
+        accounts = self.accounts.all(session.uid)
         primary = next((a.name for a in accounts if a.primary), None)
         return {
             "daemon_version": __version__,
@@ -87,8 +94,10 @@ class SystemHandlers:
             "pending_operations": {a.name: journal_q.count_pending(self.accounts.db.conn, a.id) for a in accounts},
             "outbox": dict(
                 self.accounts.db.conn.execute(
-                    "SELECT state, count(*) FROM outbox WHERE state IN ('queued', 'sending', 'failed', 'uncertain')"
-                    " GROUP BY state"
+                    "SELECT o.state, count(*) FROM outbox o JOIN accounts a ON a.id = o.account_id"
+                    " WHERE a.owner_uid = ? AND o.state IN ('queued', 'sending', 'failed', 'uncertain')"
+                    " GROUP BY o.state",
+                    (session.uid,),
                 ).fetchall()
             ),
         }
@@ -103,3 +112,16 @@ class SystemHandlers:
                 )
         session.topics = frozenset(topics)
         return {"topics": sorted(session.topics)}
+
+    async def user_list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.users.listing()
+
+    async def user_allow(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        entry = self.users.set_right(params["user"], True)
+        log.info("%s allowed %s to configure their accounts", user_name(session.peer_uid), entry["name"])
+        return entry
+
+    async def user_deny(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        entry = self.users.set_right(params["user"], False)
+        log.info("%s denied %s the right to configure their accounts", user_name(session.peer_uid), entry["name"])
+        return entry
