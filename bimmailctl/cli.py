@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, automation, messages, projects, providers, send, sync, system
+from bimmailctl.commands import accounts, automation, messages, projects, providers, send, sync, system, users
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--socket", metavar="PATH", help="daemon socket (default: $BIMMAIL_SOCKET, else the user runtime dir)"
     )
     parser.add_argument("--json", action="store_true", help='print results as JSON (errors as {"error": …})')
+    parser.add_argument(
+        "--user", metavar="NAME", help="administrators: act on this local user's accounts (system daemon)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     system.add_parsers(sub)
     accounts.add_parsers(sub)
@@ -40,13 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     projects.add_parsers(sub)
     automation.add_parsers(sub)
     send.add_parsers(sub)
+    users.add_parsers(sub)
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     from bimmailctl.client import Client
 
-    client: Client = await Client.connect(args.socket, client_name="bimmailctl")
+    client: Client = await Client.connect(args.socket, client_name="bimmailctl", act_as=args.user)
     async with client:
         code: int = await args.func(client, args)
         return code

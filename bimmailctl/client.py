@@ -81,8 +81,9 @@ class Client:
         *,
         client_name: str = "bimmailctl.Client",
         timeout: float = CONNECT_TIMEOUT,
+        act_as: str | int | None = None,
     ) -> Client:
-        """Connect and perform the handshake."""
+        """Connect and perform the handshake; an administrator may ``act_as`` another local user."""
         path = resolve_socket_path(socket_path)
         try:
             reader, writer = await asyncio.wait_for(
@@ -98,9 +99,10 @@ class Client:
             raise DaemonNotRunning(path, "permission denied on the socket") from None
         client = cls(reader, writer, path)
         try:
-            client.hello = await asyncio.wait_for(
-                client.call("hello", {"client": client_name, "protocol": PROTOCOL_VERSION}), timeout
-            )
+            hello: dict[str, Any] = {"client": client_name, "protocol": PROTOCOL_VERSION}
+            if act_as is not None:
+                hello["act_as"] = act_as
+            client.hello = await asyncio.wait_for(client.call("hello", hello), timeout)
         except BaseException:
             await client.close()
             raise
@@ -190,11 +192,15 @@ class SyncClient:
     """Blocking wrapper around :class:`Client`, for scripts that are not async."""
 
     def __init__(
-        self, socket_path: str | os.PathLike[str] | None = None, *, client_name: str = "bimmailctl.SyncClient"
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        client_name: str = "bimmailctl.SyncClient",
+        act_as: str | int | None = None,
     ) -> None:
         self._runner = asyncio.Runner()
         try:
-            self._client = self._runner.run(Client.connect(socket_path, client_name=client_name))
+            self._client = self._runner.run(Client.connect(socket_path, client_name=client_name, act_as=act_as))
         except BaseException:
             self._runner.close()
             raise

@@ -18,7 +18,11 @@ from bimmaild import __version__, systemd
 from bimmaild.accounts.secrets import BACKEND_CHOICES
 from bimmaild.control.server import StartupError
 from bimmaild.daemon import Daemon, DaemonConfig
-from bimmaild.protocol.paths import APP_NAME, SOCKET_ENV, default_socket_path
+from bimmaild.protocol.paths import APP_NAME, SOCKET_ENV, SYSTEM_SOCKET, default_socket_path
+from bimmaild.users import DEFAULT_ADMIN_GROUP
+
+# System mode keeps its state where systemd's StateDirectory=bimmail puts it (FHS /var/lib).
+SYSTEM_DATA_DIR = Path("/var/lib") / APP_NAME
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -56,6 +60,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5.0,
         help="how long each step of a connection test may wait for a server (default: %(default)s)",
     )
+    parser.add_argument(
+        "--system",
+        action="store_true",
+        help="serve every local user (a system service): socket /run/bimmail/bimmaild.sock open to all "
+        f"(or --socket-group), data in {SYSTEM_DATA_DIR}, users known by their uid",
+    )
+    parser.add_argument(
+        "--admin-group",
+        metavar="GROUP",
+        default=DEFAULT_ADMIN_GROUP,
+        help="system mode: members administer the daemon, besides root (default: %(default)s)",
+    )
+    parser.add_argument("--socket-group", metavar="GROUP", help="system mode: only this group may connect (0660)")
+    parser.add_argument(
+        "--default-config-right",
+        choices=("allow", "deny"),
+        default="allow",
+        help="whether a user may configure their own accounts until an administrator decides (default: %(default)s)",
+    )
     parser.add_argument("--version", action="version", version=f"bimmaild {__version__}")
     return parser.parse_args(argv)
 
@@ -83,14 +106,22 @@ async def _run(config: DaemonConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
-    explicit_socket = args.socket or os.environ.get(SOCKET_ENV)
+    explicit_socket = args.socket or (None if args.system else os.environ.get(SOCKET_ENV))
+    if args.system:
+        data_dir, socket_path = args.data_dir or SYSTEM_DATA_DIR, SYSTEM_SOCKET
+    else:
+        data_dir, socket_path = args.data_dir or default_data_dir(), default_socket_path()
     config = DaemonConfig(
-        data_dir=(args.data_dir or default_data_dir()).absolute(),
-        socket_path=Path(explicit_socket).absolute() if explicit_socket else default_socket_path(),
+        data_dir=data_dir.absolute(),
+        socket_path=Path(explicit_socket).absolute() if explicit_socket else socket_path,
         private_socket_dir=not explicit_socket,
         secret_backend=args.secret_backend,
         connect_timeout=args.connect_timeout,
         inherited_socket=systemd.inherited_socket(),
+        system=args.system,
+        admin_group=args.admin_group,
+        socket_group=args.socket_group,
+        default_may_configure=args.default_config_right == "allow",
     )
     try:
         asyncio.run(_run(config))

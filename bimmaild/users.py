@@ -26,6 +26,7 @@ import sqlite3
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bimmaild.protocol.errors import InvalidParams, NotFound, PermissionDenied
@@ -190,19 +191,27 @@ class Users:
 
 def readable_by(path: str, uid: int, field: str) -> None:
     """System mode: the daemon (root) reads files a user names (the CA file) only when that user
-    could read them too — else a user could make it read files they may not."""
-    try:
-        st = os.stat(path)
-        entry = pwd.getpwuid(uid)
-    except (OSError, KeyError):
-        raise InvalidParams(f"cannot read {path}", field=field) from None
-    groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem)}
-    if st.st_uid == uid:  # POSIX: the class that matches decides, the others do not count
-        allowed = st.st_mode & stat.S_IRUSR
-    elif st.st_gid in groups:
-        allowed = st.st_mode & stat.S_IRGRP
-    else:
-        allowed = st.st_mode & stat.S_IROTH
-    if uid == 0 or allowed:
+    could read them too — else a user could make it read files they may not.  The file must be
+    readable and every directory above it searchable by the user."""
+    if uid == 0:
         return
-    raise InvalidParams(f"{entry.pw_name} cannot read {path}", field=field)
+    try:
+        entry = pwd.getpwuid(uid)
+        target = Path(path).resolve(strict=True)
+        groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem)}
+        allowed = _permits(target.stat(), uid, groups, stat.S_IRUSR) and all(
+            _permits(parent.stat(), uid, groups, stat.S_IXUSR) for parent in target.parents
+        )
+    except (OSError, KeyError):
+        allowed = False
+    if not allowed:
+        raise InvalidParams(f"cannot read {path}, or {user_name(uid)} may not", field=field)
+
+
+def _permits(st: os.stat_result, uid: int, groups: set[int], user_bit: int) -> bool:
+    """POSIX: the class that matches (owner, else group, else others) decides alone."""
+    if st.st_uid == uid:
+        return bool(st.st_mode & user_bit)
+    if st.st_gid in groups:
+        return bool(st.st_mode & (user_bit >> 3))
+    return bool(st.st_mode & (user_bit >> 6))

@@ -119,8 +119,8 @@ class AccountService:
         flat, passwords = model.split_params(params)
         make_primary = bool(flat.pop("primary"))
         run_test = bool(flat.pop("test", False))
+        self._check_files(flat, owner)  # before validation opens the file
         settings, provider, notes = self._new_settings(flat)
-        self._check_files(settings, owner)
         model.check_passwords(settings, passwords, have=set())
         self._check_name_free(settings["name"], None, owner)  # before a test that takes seconds
         if settings["login"] is None and not settings["separate_auth"]:
@@ -161,6 +161,8 @@ class AccountService:
         """Test a saved account (``params`` override its settings) or unsaved settings (R-A3)."""
         flat, passwords = model.split_params(params)
         flat.pop("primary", None)
+        if owner is not None:
+            self._check_files(flat, owner)
         secrets: dict[str, Secret | None] = {slot: Secret(value) for slot, value in passwords.items()}
         if ref is None:
             settings, provider, notes = self._new_settings(flat)
@@ -172,8 +174,6 @@ class AccountService:
             for slot in model.SLOTS:
                 if slot not in secrets:
                     secrets[slot] = await self.secrets.get(account_key(account.secret_ref, slot))
-        if owner is not None:
-            self._check_files(settings, owner)
         report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
         return report, notes
 
@@ -198,13 +198,12 @@ class AccountService:
             account = self.find(ref, owner)
             flat, passwords = model.split_params(params)
             primary = flat.pop("primary", None)
+            self._check_files(flat, account.owner_uid)
             notes = self._follow_security(account, flat)
             changes = model.normalize(flat)
             merged = {**account.settings(), **changes}
             if "name" in changes:
                 self._check_name_free(merged["name"], account.id, account.owner_uid)
-            if "tls_ca_file" in changes:
-                self._check_files(merged, account.owner_uid)
             have = await self.slots_set(account)
             model.check_passwords(merged, passwords, have)
             unused = have - set(model.required_slots(merged))
@@ -298,9 +297,10 @@ class AccountService:
         if row is not None and row["id"] != own_id:
             raise Conflict(f"an account named {row['name']!r} already exists", field="name")
 
-    def _check_files(self, settings: Mapping[str, Any], owner: int) -> None:
-        if settings.get("tls_ca_file") and self.check_readable is not None:
-            self.check_readable(settings["tls_ca_file"], owner, "tls_ca_file")
+    def _check_files(self, flat: Mapping[str, Any], owner: int) -> None:
+        """Before anything opens a file a client named (the daemon may be root: system mode)."""
+        if flat.get("tls_ca_file") and self.check_readable is not None:
+            self.check_readable(str(flat["tls_ca_file"]).strip(), owner, "tls_ca_file")
 
     @staticmethod
     def _follow_security(account: Account, flat: dict[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_old_stores_upgrade_without_losing_accounts(tmp_path: Path, fixture: Pat
         assert [(a.name, a.email, a.separator, a.primary) for a in accounts] == [
             ("Bureau", "bureau@example.fr", ";", True)
         ]
+        # R-L3: accounts made before users existed belong to the user the daemon runs as.
+        assert [a.owner_uid for a in accounts] == [os.getuid()]
+        assert db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'accounts'").fetchone()[0] >= 1
     finally:
         db.close()
 
