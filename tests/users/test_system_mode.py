@@ -249,3 +249,16 @@ async def test_per_user_daemon_refuses_other_users(
     daemon.socket_path.chmod(0o666)  # even with the door open, the peer uid is checked
     refused = await local_users.alice.ctl(daemon.socket_path, "account", "list")
     assert refused.code == 6 and "serves uid 0 only" in refused.stderr
+
+
+async def test_socket_group_limits_who_may_connect(short_dir: Path, tmp_path: Path, local_users: LocalUsers) -> None:
+    running = await system_daemon(short_dir, tmp_path, local_users, socket_group=local_users.admin_group)
+    try:
+        sock = running.socket_path
+        assert sock.stat().st_mode & 0o777 == 0o660
+        outside = await local_users.alice.ctl(sock, "account", "list")
+        assert outside.code == 3 and "permission denied on the socket" in outside.stderr
+        member = await local_users.carol.ctl(sock, "account", "list")
+        assert member.code == 0, member.stderr
+    finally:
+        await stop_daemon(running)
