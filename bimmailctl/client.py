@@ -119,16 +119,29 @@ class Client:
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Send one request and return its result, or raise its error."""
         if self._closed_error is not None:
-            raise ConnectionLost("the connection to bimmaild is closed")
+            raise self._closed_reason()
         msgid = next(self._ids) % (MAX_MSGID + 1)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[msgid] = future
         try:
             self._writer.write(encode(Request(msgid, method, params or {})))
-            await self._writer.drain()
+            try:
+                await self._writer.drain()
+            except ConnectionError:
+                # The daemon closed first, perhaps after saying why (a refused peer): that reason
+                # is what the caller needs, not the broken pipe.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._read_task), 1.0)
+                raise self._closed_reason() from None
             return await future
         finally:
             self._pending.pop(msgid, None)
+
+    def _closed_reason(self) -> BaseException:
+        """Why the connection is closed: the daemon's error when it sent one."""
+        if isinstance(self._closed_error, BimmailError):
+            return self._closed_error
+        return ConnectionLost("the connection to bimmaild is closed")
 
     async def subscribe(self, topics: list[str]) -> list[str]:
         result = await self.call("subscribe", {"topics": topics})

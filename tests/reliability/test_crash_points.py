@@ -26,7 +26,7 @@ import random
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,7 @@ async def _connected(socket: Path) -> Any:
         await client.close()
 
 
-async def killed_during(daemon: Daemon, work: Callable[[Client], Awaitable[Any]], delay: float) -> None:
+async def killed_during(daemon: Daemon, work: Callable[[Client], Coroutine[Any, Any, Any]], delay: float) -> None:
     """Start ``work`` on a client, SIGKILL the daemon ``delay`` seconds later, whatever it was doing."""
     async with daemon.client() as client:
         task = asyncio.create_task(work(client))
