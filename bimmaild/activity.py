@@ -20,6 +20,9 @@ class AccountActivity:
     push_error: str | None = None
     next_fetch_at: datetime | None = None
     progress: dict[str, Any] | None = None
+    # The last fetch's outcome when the store could not record it (disk full, read-only): shown
+    # instead of the stored one until a later outcome is recorded.
+    unrecorded: dict[str, Any] | None = None
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -28,6 +31,7 @@ class AccountActivity:
             "push_error": self.push_error,
             "next_fetch_at": self.next_fetch_at.isoformat(timespec="seconds") if self.next_fetch_at else None,
             "progress": self.progress,
+            **(self.unrecorded or {}),
         }
 
 

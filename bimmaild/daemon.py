@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -81,7 +82,10 @@ class DaemonConfig:
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Exclusive lock on the data dir: two daemons must never write one store."""
-    fd = os.open(data_dir / "bimmaild.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(data_dir / "bimmaild.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:  # a read-only filesystem, a full disk, a dir of someone else
+        raise StartupError(f"cannot write the data dir {data_dir}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -127,6 +131,8 @@ class Daemon:
             db = Database.open(data_dir)
         except SchemaTooNew as exc:
             raise StartupError(str(exc)) from None
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(f"cannot open the store in {data_dir}: {exc}") from None
         stack.callback(db.close)
 
         backend_name, store_id = self._secret_settings(db)

@@ -1,7 +1,9 @@
 """Synchronise one account: connect, refresh the folder list, then each selected folder in turn.
 
 One IMAP connection per account for sync.  A folder the server refuses
-(deleted between LIST and SELECT, say) is reported and skipped; a broken
+(deleted between LIST and SELECT, a NO or BAD to one of its commands) is
+skipped while the other folders sync, and the run ends in ``error`` naming it,
+so that ``account.show`` tells and automatic fetches back off; a broken
 connection ends the run with an error (the next fetch resumes from what
 was stored).  A refused password or a safety stop puts the account in
 ``needs-attention``: retrying cannot fix either without the user.
@@ -179,13 +181,17 @@ class AccountSync:
             await self._folders(conn, result)
         except (ImapError, ConnectionError, TimeoutError) as exc:
             result.state, result.error = "error", f"connection to the IMAP server failed: {_describe(exc)}"
-        except OSError as exc:  # the local side: disk full, read-only data dir …
+        except (OSError, sqlite3.Error) as exc:  # the local side: disk full, read-only data dir …
             result.state, result.error = "error", f"cannot write the local store: {_describe(exc)}"
         finally:
             await conn.logout()
         if result.state == "ok" and any(f.attention for f in result.folders):
             result.state = "needs-attention"
             result.error = "; ".join(f.attention for f in result.folders if f.attention)
+        elif result.state == "ok" and any(f.error for f in result.folders):
+            # Not "ok": a folder that did not sync would otherwise show only inside this result.
+            result.state = "error"
+            result.error = "; ".join(f"folder {f.folder!r}: {f.error}" for f in result.folders if f.error)
         return result
 
     async def _prepare(self, conn: ImapConnection, result: AccountResult) -> list[sqlite3.Row]:
@@ -213,7 +219,8 @@ class AccountSync:
                 result.folders.append(await sync.run())
             except CommandFailed as exc:  # this folder only (e.g. deleted meanwhile)
                 log.warning("account %d, folder %s: %s", self.account.id, row["name"], exc)
-                result.folders.append(FolderResult(row["name"], error=f"{exc.command}: {exc.result} {exc.text}"))
+                sync.result.error = f"{exc.command}: {exc.result} {exc.text}"
+                result.folders.append(sync.result)  # what was stored before the refusal counts
                 continue
             except BaseException:
                 result.folders.append(sync.result)  # what was done before the failure counts

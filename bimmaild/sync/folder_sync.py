@@ -232,11 +232,24 @@ class FolderSync:
         self.totals = (len(sizes), sum(sizes.values()))
         self.reporter.progress(self.name, 0, self.totals[0], 0, self.totals[1])
         queue: asyncio.Queue[list[FetchItem] | None] = asyncio.Queue(MAX_WAITING_BATCHES)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._writer(queue, uidvalidity))
-            for batch in planner.batches(sizes, BATCH_BYTES, BATCH_COUNT):
-                await queue.put(await self._download(batch))
-            await queue.put(None)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                writer = tasks.create_task(self._writer(queue, uidvalidity))
+                try:
+                    for batch in planner.batches(sizes, BATCH_BYTES, BATCH_COUNT):
+                        await queue.put(await self._download(batch))
+                except Exception:
+                    # A download failed (connection cut, server NO): the batches already
+                    # downloaded are whole messages.  Store and index them before giving up,
+                    # rather than cancel the writer mid-batch — its thread would go on writing
+                    # unobserved, leaving files for the next run to reconcile (and race with).
+                    await queue.put(None)
+                    await writer
+                    raise
+                await queue.put(None)
+        except ExceptionGroup as group:
+            # One failure (the disk, the connection) ends both sides; callers handle its kind.
+            raise group.exceptions[0] from None
 
     async def _download(self, batch: planner.Batch) -> list[FetchItem]:
         items: list[FetchItem] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -191,9 +192,14 @@ class SyncService:
             live.fetching, live.progress = False, None
         public = result.to_public()
         if self.accounts.exists(account.id):  # deleted meanwhile: nothing to record
-            with self.db.transaction() as conn:
-                at = datetime.now(UTC).isoformat(timespec="seconds")
-                status_q.write(conn, account.id, result.state, result.error, at, public)
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            try:
+                with self.db.transaction() as conn:
+                    status_q.write(conn, account.id, result.state, result.error, at, public)
+                live.unrecorded = None
+            except (sqlite3.Error, OSError) as exc:  # a full or read-only disk: the answer still goes out
+                log.error("cannot record the fetch result of account %d: %s", account.id, exc)
+                live.unrecorded = {"state": result.state, "message": result.error, "last_fetch_at": at}
         log.info(
             "fetch of account %d done: %s, %d new, %d updated, %d removed",
             account.id, result.state, public["new"], public["updated"], public["removed"],

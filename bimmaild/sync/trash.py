@@ -91,15 +91,19 @@ class Trash:
         source = MaildirFolder(account_dir / row["maildir"])
         destination = MaildirFolder(account_dir / target["maildir"])
         await asyncio.to_thread(_move_file, source, destination, row["filename"])
-        with self.db.transaction() as conn:
-            entry = journal_q.record(conn, row["account_id"], "move", {
-                "row_id": row["id"], "uid": row["uid"], "message_id": row["message_id"], "size": row["size"],
-                "from_wire": row["wire_name"], "to_wire": target["wire_name"], "to_folder_id": target["id"],
-            })  # fmt: skip
-            conn.execute(
-                "UPDATE messages SET folder_id = ?, uid = ?, pending = ?, origin_folder_id = ? WHERE id = ?",
-                (target["id"], -row["id"], entry, origin, row["id"]),
-            )
+        try:
+            with self.db.transaction() as conn:
+                entry = journal_q.record(conn, row["account_id"], "move", {
+                    "row_id": row["id"], "uid": row["uid"], "message_id": row["message_id"], "size": row["size"],
+                    "from_wire": row["wire_name"], "to_wire": target["wire_name"], "to_folder_id": target["id"],
+                })  # fmt: skip
+                conn.execute(
+                    "UPDATE messages SET folder_id = ?, uid = ?, pending = ?, origin_folder_id = ? WHERE id = ?",
+                    (target["id"], -row["id"], entry, origin, row["id"]),
+                )
+        except Exception:  # not recorded (disk full, read-only store): the file goes back where the index says
+            await asyncio.to_thread(_move_file, destination, source, row["filename"])
+            raise
 
     async def _purge(self, row: sqlite3.Row) -> None:
         maildir = MaildirFolder(self.mail_root / str(row["account_id"]) / row["maildir"])
