@@ -144,3 +144,15 @@ def test_peer_credentials_are_read_from_the_kernel() -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_symlinked_socket_directory_is_refused(short_dir: Path, tmp_path: Path) -> None:
+    """A planted symlink in place of the socket's directory would put the socket (and its lock)
+    where someone else chose: refused, nothing created there."""
+    config = daemon_config(short_dir, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o777)
+    config.socket_path.parent.symlink_to(elsewhere)
+    with pytest.raises(StartupError, match="not a directory"):
+        await start_daemon(config)
+    assert list(elsewhere.iterdir()) == []
