@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -75,8 +76,23 @@ def yes_no(value: object) -> str:
     return "yes" if value else "no"
 
 
+# C0 controls but tab and newline, DEL and C1: text from a mail server (a message body, a
+# subject, a folder name) could otherwise move the cursor, retitle the window or set the
+# clipboard of the terminal that shows it.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to write to a terminal: CRLF as LF, other control characters as U+FFFD."""
+    return _UNSAFE.sub("\ufffd", text.replace("\r\n", "\n"))
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else printable(str(value)).replace("\n", " ").replace("\t", " ")
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO = sys.stdout) -> None:
-    cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in row] for row in rows]
+    cells = [[str(c) for c in headers]] + [[_cell(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
@@ -248,14 +264,17 @@ def message_table(rows: Sequence[dict[str, Any]], *, trash: bool = False, out: T
 
 
 def message_block(message: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    """Headers, where it is, its attachments and its text; everything the sender wrote made ``printable``."""
     for name, value in message["headers"].items():
-        out.write(f"{name}: {value}\n")
-    where = message.get("folder") or message.get("project")
-    out.write(f"Folder: {where}   Flags: {' '.join(message.get('flags', [])) or '-'}   Id: {message['id']}\n")
+        out.write(f"{name}: {_cell(value)}\n")
+    where = _cell(message.get("folder") or message.get("project"))
+    flags = _cell(" ".join(message.get("flags", [])) or "-")
+    out.write(f"Folder: {where}   Flags: {flags}   Id: {message['id']}\n")
     for part in message["attachments"]:
-        out.write(f"Attachment: {part['filename'] or '(unnamed)'} ({part['content_type']}, {part['size']} bytes)\n")
+        name, kind = _cell(part["filename"] or "(unnamed)"), _cell(part["content_type"])
+        out.write(f"Attachment: {name} ({kind}, {part['size']} bytes)\n")
     out.write("\n")
-    out.write((message["text"] if message["text"] is not None else "(no text part)") + "\n")
+    out.write(printable(message["text"] if message["text"] is not None else "(no text part)") + "\n")
 
 
 def event_line(event: str, params: dict[str, Any]) -> str:

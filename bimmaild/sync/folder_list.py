@@ -9,6 +9,7 @@ rename or a server mishap must not lose the local copies.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -19,10 +20,48 @@ from bimmaild.protocol.errors import InvalidParams, NotFound
 from bimmaild.store import folders as folder_q
 from bimmaild.store.db import Database
 
+log = logging.getLogger(__name__)
+
 NOT_SELECTABLE = {"\\noselect", "\\nonexistent"}
 
 
+def unusable(wire_name: str) -> str | None:
+    """Why a listed folder name cannot be kept, or None.
+
+    A name must be stored (SQLite wants valid UTF-8), shown, and sent back in
+    STATUS and SELECT.  An honest server sends modified UTF-7, or UTF-8 with
+    UTF8=ACCEPT; raw 8-bit bytes arrive as lone surrogates (``tokens.astring``),
+    and CR, LF or NUL (possible in a literal) cannot be sent in any command.
+    """
+    if any(ch in wire_name for ch in "\r\n\x00"):
+        return "it contains CR, LF or NUL, which no IMAP command can carry"
+    try:
+        wire_name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is raw 8-bit bytes, neither modified UTF-7 nor UTF-8"
+    return None
+
+
+def usable(account_id: int, entries: Sequence[ListEntry]) -> list[ListEntry]:
+    """The entries that can be kept: the first of each wire name, and none that ``unusable`` refuses.
+
+    A server that lists a folder twice, or one whose name is not text, must not fail
+    every fetch of the account: such entries are skipped with a warning in the log.
+    """
+    kept: dict[str, ListEntry] = {}
+    for entry in entries:
+        reason = unusable(entry.wire_name)
+        if reason is not None:
+            log.warning("account %d: folder %r skipped: %s", account_id, entry.wire_name, reason)
+        elif entry.wire_name in kept:
+            log.warning("account %d: folder %r listed twice by the server; the first kept", account_id, entry.wire_name)
+        else:
+            kept[entry.wire_name] = entry
+    return list(kept.values())
+
+
 def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account_trash: str) -> list[sqlite3.Row]:
+    entries = usable(account_id, entries)
     with db.transaction() as conn:
         existing = {row["wire_name"]: row for row in folder_q.for_account(conn, account_id)}
         taken = {row["maildir"] for row in existing.values()}

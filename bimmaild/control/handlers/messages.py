@@ -91,7 +91,10 @@ class MessageHandlers:
             raise StorageError(
                 f"the file of message {row['id']} is missing ({path}); the next fetch restores it"
             ) from None
-        result = {**message_view.summary(row), "path": str(path), **message_view.content(raw)}
+        # In a worker thread: parsing a big or deeply nested message takes seconds of CPU,
+        # which must not stall every other client, fetch and push of the daemon.
+        shown = await asyncio.to_thread(message_view.content, raw)
+        result = {**message_view.summary(row), "path": str(path), **shown}
         if params["raw"]:
             if len(raw) > MAX_RAW:
                 raise StorageError(f"message {row['id']} is {len(raw)} bytes; read it from {path}", field="raw")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bimmaild import message_view
+from bimmaild.control.handlers.messages import MAX_RAW
 from bimmaild.control.router import Router, Session
 from bimmaild.projects import Projects
+from bimmaild.protocol.errors import StorageError
 
 
 class ProjectHandlers:
@@ -32,8 +35,11 @@ class ProjectHandlers:
 
     async def show_message(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         summary, raw, path = await self.projects.message(params["id"], session.uid)
-        result = {**summary, "path": str(path), **message_view.content(raw)}
+        shown = await asyncio.to_thread(message_view.content, raw)  # CPU-bound: off the event loop
+        result = {**summary, "path": str(path), **shown}
         if params["raw"]:
+            if len(raw) > MAX_RAW:  # over the frame limit: the answer could not be sent
+                raise StorageError(f"message {params['id']} is {len(raw)} bytes; read it from {path}", field="raw")
             result["raw"] = raw
         return result
 
