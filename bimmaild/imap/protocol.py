@@ -53,6 +53,7 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         self.lost_reason: BaseException | None = None
         self.greeted = asyncio.Event()
         self.greeting_line: bytes = b""
+        self.bye: str | None = None  # the text of the server's last untagged BYE: why it closes
         self.current_command: Any = None
         self._buffer = bytearray()
         self._literal_remaining = 0
@@ -139,6 +140,8 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         response name (``LIST``, ``STATUS``, ``SEARCH``, ``CAPABILITY``).
         """
         line = line[2:] if line.startswith(b"* ") else line[1:]
+        if line[:4].upper() == b"BYE ":
+            self.bye = line[4:].decode("utf-8", "replace").strip()
         if self.pending_sync_command is not None:
             self.pending_sync_command.append_to_resp(line)
             return self.pending_sync_command
@@ -161,7 +164,9 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
     # -- failures ------------------------------------------------------------
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost_reason = exc or ImapConnectionLost("the server closed the connection")
+        # A BYE says why (e.g. Dovecot's "Selected mailbox was deleted"): the error carries it.
+        said = f" (it said: {self.bye})" if self.bye else ""
+        self.lost_reason = exc or ImapConnectionLost(f"the server closed the connection{said}")
         self.lost.set()
         self._fail_pending(ImapConnectionLost(f"connection lost: {self.lost_reason}"))
         super().connection_lost(exc)

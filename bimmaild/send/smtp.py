@@ -26,6 +26,9 @@ from bimmaild.accounts.model import Account
 from bimmaild.accounts.secrets import Secret
 
 EHLO_NAME = "[127.0.0.1]"
+# How aiosmtplib 5.x says that the server offers no STARTTLS; only the wording of our error
+# depends on it: the refusal is aiosmtplib's, whatever it says.
+NO_STARTTLS = "STARTTLS extension not supported"
 
 
 class SubmissionFailed(Exception):
@@ -104,6 +107,14 @@ async def submit(
             raise SubmissionFailed(f"the SMTP server's certificate is refused: {exc}", temporary=False) from None
         raise SubmissionFailed(f"cannot reach {account.smtp_host}:{account.smtp_port}: {exc}", temporary=True) from None
     except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS required but not offered: never downgraded
+        if account.smtp_security == "starttls" and NO_STARTTLS in str(exc):
+            # aiosmtplib refused (it closed the connection and forgot the EHLO answer); its words do
+            # not say that nothing was sent, nor that the server may not be the one stripping it.
+            raise SubmissionFailed(
+                f"{account.smtp_host}:{account.smtp_port} does not offer STARTTLS, which this account requires: "
+                "nothing was sent without TLS (if the server does offer it, something on the network removed it)",
+                temporary=False,
+            ) from None
         raise SubmissionFailed(str(exc), temporary=False) from None
     finally:
         if client.is_connected:

@@ -23,7 +23,13 @@ from bimmaild import tls
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.secrets import SecretBackend, account_key
 from bimmaild.imap import mutf7
-from bimmaild.imap.connection import AuthenticationFailed, CommandFailed, ImapConnection, ImapError
+from bimmaild.imap.connection import (
+    AuthenticationFailed,
+    CommandFailed,
+    ImapConnection,
+    ImapError,
+    StartTlsUnavailable,
+)
 from bimmaild.imap.parse import ListEntry
 from bimmaild.store import journal as journal_q
 from bimmaild.store.db import Database
@@ -81,6 +87,11 @@ async def connect(account: Account, secrets: SecretBackend, timeout: float) -> I
         conn = await ImapConnection.open(account.imap_host, account.imap_port, account.imap_security, context, timeout)
     except ssl.SSLCertVerificationError as exc:
         raise AccountUnavailable(f"{where}: certificate refused ({exc.verify_message})", attention=True) from None
+    except StartTlsUnavailable:  # R-B3: never a downgrade; and it may be an attacker's doing, so say so
+        raise AccountUnavailable(
+            f"{where} does not offer STARTTLS, which this account requires: not logging in without TLS "
+            "(if the server does offer it, something on the network removed it)"
+        ) from None
     except (OSError, ssl.SSLError, ImapError) as exc:  # socket.gaierror is an OSError
         raise AccountUnavailable(f"cannot reach {where}: {_describe(exc)}") from None
     try:

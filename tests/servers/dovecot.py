@@ -17,8 +17,9 @@ Maildir under each user's home; tests can drop messages in directly (fast,
 for big mailboxes) or APPEND them through IMAP.  Mailboxes Sent, Drafts,
 Junk, Trash and Archive exist for every user with their SPECIAL-USE flags.
 
-Misbehaviour on demand: ``stop()`` / ``start()`` (same ports), ``kick(user)``
-drops a user's connections.  Options (e.g. capabilities) come from
+Misbehaviour on demand: ``stop()`` / ``start()`` (same ports), ``crash()``
+(every process killed, sessions under way included), ``kick(user)`` drops a
+user's connections.  Options (e.g. capabilities) come from
 ``extra_config``.
 """
 
@@ -283,6 +284,30 @@ namespace inbox {{
         self.stop()
         self.start()
 
+    def crash(self) -> None:
+        """Kill every process of this instance at once (SIGKILL), as a crash or a power cut would.
+
+        ``stop()`` is a clean shutdown, and Dovecot's lets sessions under way finish: an imap
+        process outlives its master and serves its client to the end.  A server dying in the
+        middle of an answer needs those gone too; they are found by their process title, which
+        carries this instance's name.  ``start()`` brings the server back on the same ports.
+        """
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            if self._process.stderr:
+                self._process.stderr.close()
+            self._process = None
+        marker = f"bimmail-test-{self.base.name}/".encode()
+        deadline = time.monotonic() + 10
+        while pids := [pid for pid, cmdline in _processes() if marker in cmdline]:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dovecot processes {pids} survived SIGKILL")
+            time.sleep(0.02)
+
     def kick(self, user: ImapUser) -> None:
         """Drop every connection of ``user`` (the server's side of a network failure)."""
         subprocess.run(
@@ -335,6 +360,16 @@ namespace inbox {{
 
     def client_context(self) -> ssl.SSLContext:
         return self.tls.client_context()
+
+
+def _processes() -> Iterator[tuple[int, bytes]]:
+    """(pid, command line) of every process we can see."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cmdline").read_bytes()
+            except OSError:  # ended meanwhile
+                continue
 
 
 def _user_name() -> str:
