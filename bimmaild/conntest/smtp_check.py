@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from typing import Any
 
 import aiosmtplib
 
@@ -29,7 +30,7 @@ EHLO_NAME = "[127.0.0.1]"
 async def check(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> ServerReport:
     report = ServerReport("smtp", target.host, target.port, target.security)
     rec = stages.Recorder(report)
-    client: aiosmtplib.SMTP | None = None
+    client: _Client | None = None
     try:
         async with rec.step("dns") as step:
             addresses = await stages.resolve(target, timeout, resolver)
@@ -102,8 +103,25 @@ async def _connect(target: Target, addresses: list[str], timeout: float) -> sock
     raise stages.connect_failure(target, last)
 
 
-def _client(target: Target, sock: socket.socket, context: ssl.SSLContext, timeout: float) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib over a socket we connected ourselves (to try each address, keeping the TLS name).
+
+    Once ``connect`` runs, asyncio's transport owns the socket and closes it — after
+    the TLS shutdown, which can outlast ``quit()``.  Closing the socket ourselves then
+    would free its descriptor under a live transport: the next socket gets the same
+    number and asyncio refuses it ("File descriptor N is used by transport"), or the
+    stale transport later closes someone else's connection.
+    """
+
+    handed_over = False
+
+    async def connect(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.handed_over = True
+        return await super().connect(*args, **kwargs)
+
+
+def _client(target: Target, sock: socket.socket, context: ssl.SSLContext, timeout: float) -> _Client:
+    return _Client(
         hostname=target.host,
         sock=sock,
         use_tls=target.security == "ssl",
@@ -267,15 +285,15 @@ async def _fetch_certificate(target: Target, addresses: list[str]) -> bytes | No
         await _close(client)
 
 
-async def _close(client: aiosmtplib.SMTP) -> None:
+async def _close(client: _Client) -> None:
     if client.is_connected:
         try:
             async with asyncio.timeout(2):
                 await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             client.close()
-    if client.sock is not None:
-        client.sock.close()  # never wrapped when connect() failed early
+    if client.sock is not None and not client.handed_over:
+        client.sock.close()  # never given to a transport
 
 
 def _describe(client: aiosmtplib.SMTP) -> str:

@@ -7,11 +7,12 @@ without sending a DNS query off this machine).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 
 from bimmaild.accounts.secrets import Secret
-from bimmaild.conntest import runner, stages
+from bimmaild.conntest import runner, smtp_check, stages
 from bimmaild.conntest.target import Target
 from tests.servers.fixtures import MailServers
 
@@ -92,3 +93,42 @@ def test_certificate_failure_diagnosis() -> None:
     expired = ssl.SSLCertVerificationError(1, "x")
     expired.verify_code, expired.verify_message = 10, "certificate has expired"
     assert stages.certificate_failure(target, expired, None).fields == []
+
+
+async def test_a_finished_smtp_test_leaves_no_descriptor_under_a_live_transport(mail_servers: MailServers) -> None:
+    """After QUIT the TLS shutdown can outlast the test; the socket is then the transport's to close.
+
+    Closing it ourselves freed the descriptor under a transport still reading: the
+    next socket got the same number and asyncio refused it (a flaky "internal error:
+    RuntimeError" of ``account.test`` right after ``account.add``).  The real SMTP
+    server answers the TLS close at once, so a slow one is played here (a fake,
+    for that fault only): a minimal implicit-TLS SMTP peer that stops reading after
+    its 221, so our close_notify stays unanswered while we go on.
+    """
+    peers: list[asyncio.StreamWriter] = []
+
+    async def slow_closer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer)
+        replies = {b"EHLO": b"250-slow.test\r\n250 AUTH PLAIN\r\n", b"QUIT": b"221 bye\r\n"}
+        writer.write(b"220 slow.test ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line.split(b" ", 1)[0].strip().upper()
+            writer.write(replies.get(verb, b"235 ok\r\n" if verb == b"AUTH" else b"250 ok\r\n"))
+            if verb == b"QUIT":
+                assert isinstance(writer.transport, asyncio.ReadTransport)
+                writer.transport.pause_reading()
+
+    server = await asyncio.start_server(slow_closer, "127.0.0.1", 0, ssl=mail_servers.dovecot.tls.server_context())
+    port = server.sockets[0].getsockname()[1]
+    _, smtp = _targets(mail_servers, port=port, security="ssl")
+    loop = asyncio.get_running_loop()
+    try:
+        assert (await smtp_check.check(smtp, 2)).ok
+        with socket.socket() as sock:
+            loop.add_reader(sock.fileno(), lambda: None)  # refused when the number is a live transport's
+            loop.remove_reader(sock.fileno())
+    finally:
+        for writer in peers:
+            writer.close()
+        server.close()
+        await server.wait_closed()

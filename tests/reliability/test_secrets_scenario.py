@@ -61,7 +61,8 @@ async def test_passwords_appear_nowhere(short_dir: Path, tmp_path: Path, mail_se
             client = Recorder(raw)
             added = await client.call("account.add", {**mail_servers.account_params(), "test": True})
             assert added["test"]["ok"]
-            assert (await client.call("account.test", {"account": "Work"}))["ok"]
+            tested = await client.call("account.test", {"account": "Work"})
+            assert tested["ok"], json.dumps(tested)
             refused = await client.call("account.test", {"account": "Work", "password": wrong})
             assert not refused["ok"]
             assert (await client.call("fetch", {"wait": True}))["accounts"][0]["state"] == "ok"
