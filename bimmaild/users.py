@@ -144,7 +144,7 @@ class Users:
             try:
                 return pwd.getpwnam(ref.strip()).pw_uid
             except KeyError:
-                if ref.strip().isdigit():
+                if ref.strip().isascii() and ref.strip().isdigit():  # int("²") fails
                     return pwd.getpwuid(int(ref.strip())).pw_uid
                 raise
         except KeyError:

@@ -33,6 +33,7 @@ from bimmaild.conntest import runner as conntest
 from bimmaild.conntest.report import Report
 from bimmaild.events import EventBus
 from bimmaild.protocol.errors import ConfirmationRequired, Conflict, InvalidParams, NotFound, SecretsUnavailable
+from bimmaild.protocol.schema import INT64_MAX
 from bimmaild.store import accounts as q
 from bimmaild.store import journal as journal_q
 from bimmaild.store import status as status_q
@@ -84,10 +85,12 @@ class AccountService:
         name is an id.  Another user's account is "not found", exactly like a missing one."""
         row = None
         if isinstance(ref, str):
+            text = ref.strip()
             if owner is not None:
-                row = q.by_name(self.db.conn, owner, ref.strip())
-            if row is None and ref.strip().isdigit():
-                row = q.by_id(self.db.conn, int(ref.strip()))
+                row = q.by_name(self.db.conn, owner, text)
+            # ASCII digits only ("²".isdigit() is true, int("²") fails), and an id SQLite can hold.
+            if row is None and text.isascii() and text.isdigit() and int(text) <= INT64_MAX:
+                row = q.by_id(self.db.conn, int(text))
         else:
             row = q.by_id(self.db.conn, ref)
         if row is None or (owner is not None and row["owner_uid"] != owner):

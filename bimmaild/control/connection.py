@@ -25,6 +25,7 @@ from bimmaild.protocol.codec import (
     HEADER_SIZE,
     MAX_FRAME,
     MAX_HELLO_FRAME,
+    MAX_REQUEST_VALUES,
     Notification,
     Request,
     Response,
@@ -125,7 +126,7 @@ class Connection:
             await self._send(Response(None, exc.to_wire(), None))
             return None
         try:
-            message = parse(payload)
+            message = parse(payload, max_values=MAX_REQUEST_VALUES)
         except ProtocolError as exc:
             await self._send(Response(exc.data.get("msgid"), exc.to_wire(), None))
             return None
@@ -137,7 +138,8 @@ class Connection:
 
     async def _handle(self, request: Request, *, release: bool = False) -> None:
         try:
-            log.debug("request %s #%d from uid %d", request.method, request.msgid, self.session.peer_uid)
+            # The method is the client's text, up to a frame long: cut, and quoted (no forged log lines).
+            log.debug("request %r #%d from uid %d", request.method[:100], request.msgid, self.session.peer_uid)
             response = await self.router.dispatch(self.session, request)
             await self._send(response)
         finally:

@@ -98,7 +98,10 @@ class Router:
         handler = self._handlers.get(request.method)
         if method is None or handler is None:
             raise UnknownMethod(
-                f"unknown method {request.method!r:.100}", field="method", data={"methods": self.methods}
+                # Cut before repr: repr of a 32 MiB name would be built in full (up to 4 times as big).
+                f"unknown method {request.method[:100]!r}",
+                field="method",
+                data={"methods": self.methods},
             )
         if not session.greeted and not method.before_hello:
             raise HandshakeRequired("the first request of a connection must be 'hello'", field="method")

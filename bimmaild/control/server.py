@@ -121,7 +121,10 @@ class ControlServer:
 
     async def start(self) -> None:
         sock = self.inherited if self.inherited is not None else self._bind()
-        kwargs: dict[str, Any] = {"sock": sock}
+        # asyncio calls listen() again when it starts serving, with its own backlog (100) unless
+        # told: a burst of 200 clients then left half of them with a socket that never connected
+        # (recv: EINVAL), whatever _bind had set.
+        kwargs: dict[str, Any] = {"sock": sock, "backlog": LISTEN_BACKLOG}
         if sys.version_info >= (3, 13):
             kwargs["cleanup_socket"] = False  # we unlink our own socket; never systemd's
         self._server = await asyncio.start_unix_server(self._accept, **kwargs)

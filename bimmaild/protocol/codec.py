@@ -34,6 +34,10 @@ MAX_FRAME = 32 * 1024 * 1024
 MAX_HELLO_FRAME = 64 * 1024
 # Bounds handed to the decoder so a tiny frame cannot announce huge containers.
 MAX_CONTAINER_LEN = 100_000
+# Values (scalars and containers) in one request, counted before decoding: a decoded value costs
+# 30-70 bytes of Python memory for 1 byte of msgpack, so a 32 MiB frame of tiny values would take
+# over 2 GB.  The largest legitimate request (10,000 message ids) holds about 10,000.
+MAX_REQUEST_VALUES = 100_000
 
 REQUEST = 0
 RESPONSE = 1
@@ -94,6 +98,61 @@ def _refuse_ext(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack extension type {code} is not part of the protocol")
 
 
+# Bytes that follow the first byte of a scalar, by first byte (fixed-size types).
+_FIXED_SIZE = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED_SIZE |= {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+# Width of the length that follows the first byte of a str/bin (length in bytes) or an array/map
+# (length in items; a map item is a key and a value).
+_STR_LEN = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+_ARRAY_LEN = {0xDC: 2, 0xDD: 4}
+_MAP_LEN = {0xDE: 2, 0xDF: 4}
+_EXT = frozenset((0xC7, 0xC8, 0xC9, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8))
+
+
+def check_values(payload: bytes, limit: int = MAX_REQUEST_VALUES) -> None:
+    """Refuse, before decoding, a document of more than ``limit`` values or with an extension type.
+
+    The decoder bounds each container (``MAX_CONTAINER_LEN``) and the nesting, not the total:
+    many small containers or scalars would blow a 32 MiB frame up to gigabytes.  This walk reads
+    only the type bytes and lengths and stops at the limit, so it costs at most ``limit`` steps.
+    It also catches the timestamp extension (type -1), which msgpack decodes itself without
+    calling ``ext_hook``.  Malformed input it cannot follow is left to the decoder to refuse.
+    """
+    pos, pending, count, end = 0, 1, 0, len(payload)
+    while pending and pos < end:
+        pending -= 1
+        count += 1
+        if count > limit:
+            raise ProtocolError(f"a request holds at most {limit} values")
+        first = payload[pos]
+        pos += 1
+        if first < 0x80 or first >= 0xE0:  # fixint
+            continue
+        if first < 0x90:  # fixmap
+            pending += 2 * (first & 0x0F)
+        elif first < 0xA0:  # fixarray
+            pending += first & 0x0F
+        elif first < 0xC0:  # fixstr
+            pos += first & 0x1F
+        elif first in _FIXED_SIZE:
+            pos += _FIXED_SIZE[first]
+        elif first in _STR_LEN:
+            width = _STR_LEN[first]
+            pos += width + int.from_bytes(payload[pos : pos + width], "big")
+        elif first in _ARRAY_LEN:
+            width = _ARRAY_LEN[first]
+            pending += int.from_bytes(payload[pos : pos + width], "big")
+            pos += width
+        elif first in _MAP_LEN:
+            width = _MAP_LEN[first]
+            pending += 2 * int.from_bytes(payload[pos : pos + width], "big")
+            pos += width
+        elif first in _EXT:
+            raise ProtocolError("msgpack extension types are not part of the protocol")
+        else:  # 0xC1, never used: the decoder refuses it
+            return
+
+
 def decode_document(payload: bytes) -> Any:
     """Decode one msgpack document with limits; any failure is a ProtocolError."""
     try:
@@ -120,12 +179,16 @@ def _msgid(value: object) -> int | None:
     return None
 
 
-def parse(payload: bytes) -> Message:
+def parse(payload: bytes, *, max_values: int | None = None) -> Message:
     """Decode a frame body into a message.
 
     Raises ProtocolError; its ``data["msgid"]`` holds the msgid when one could
-    be read, so the error can still be matched to the request.
+    be read, so the error can still be matched to the request.  The daemon
+    passes ``max_values`` (see ``check_values``); a client reading a large
+    answer (10,000 messages) does not.
     """
+    if max_values is not None:
+        check_values(payload, max_values)
     doc = decode_document(payload)
     if not isinstance(doc, list) or not doc or doc[0] not in (REQUEST, RESPONSE, NOTIFICATION):
         raise ProtocolError("a message is an array whose first item is 0, 1 or 2")

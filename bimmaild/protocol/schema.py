@@ -33,6 +33,9 @@ _KINDS: dict[str, tuple[type, ...]] = {
 }
 
 DEFAULT_MAX_STR = 4096
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Characters of an unknown key quoted in its error.
+MAX_KEY_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,15 @@ class Param:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def _key_name(key: object) -> str:
+    """An unknown key as an error names it, cut short: a key can be megabytes long, and the
+    error would send it back twice (message and field), past the frame limit."""
+    if isinstance(key, bytes):
+        key = key[:MAX_KEY_SHOWN]
+    text = key if isinstance(key, str) else repr(key)
+    return text if len(text) <= MAX_KEY_SHOWN else text[:MAX_KEY_SHOWN] + "…"
 
 
 def _type_matches(kind: str, value: object) -> bool:
@@ -108,6 +120,10 @@ def _check_str(param: Param, value: str, path: str) -> None:
 
 
 def _check_int(param: Param, value: int, path: str) -> None:
+    # msgpack carries integers up to 2**64-1, SQLite (ids, counts, limits) signed 64-bit ones:
+    # a larger id must be a bad parameter, not an OverflowError deep in a handler.
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidParams(f"{path} must be a signed 64-bit integer{_shown(param, value)}", field=path)
     if param.min is not None and value < param.min:
         raise InvalidParams(f"{path} must be at least {param.min}{_shown(param, value)}", field=path)
     if param.max is not None and value > param.max:
@@ -134,8 +150,8 @@ def validate(params: object, spec: tuple[Param, ...], prefix: str = "") -> dict[
     known = {p.name for p in spec}
     for key in params:
         if key not in known:
-            name = key if isinstance(key, str) else repr(key)
-            raise InvalidParams(f"unknown parameter {_join(prefix, name)!r}", field=_join(prefix, str(name)))
+            name = _key_name(key)
+            raise InvalidParams(f"unknown parameter {_join(prefix, name)!r}", field=_join(prefix, name))
     out: dict[str, Any] = {}
     for param in spec:
         path = _join(prefix, param.name)

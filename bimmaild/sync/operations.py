@@ -106,7 +106,13 @@ class Operations:
         uid = int(params["uid"])
         await self.conn.select(source)
         new_uid: int | None = params.get("copied_uid")
-        if uid in await self.conn.uid_search(f"UID {uid}"):
+        if uid <= 0 and params.get("message_id"):
+            # Recorded while an earlier move of this message had not reached the server (a restore
+            # right after the delete): only the placeholder UID was known, the earlier entry has
+            # moved it since.  UID SEARCH of a placeholder is a BAD command, retried until it fails.
+            found = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
+            uid = max(found, default=0)
+        if uid > 0 and uid in await self.conn.uid_search(f"UID {uid}"):
             if "MOVE" in self.conn.capabilities:
                 new_uid = (await self.conn.uid_move(str(uid), target)).get(uid)
             else:

@@ -62,6 +62,7 @@ class Trash:
             )
         if permanent and len(in_trash) != len(rows):
             raise InvalidParams("only messages in the trash can be deleted permanently", field="permanent")
+        rows = _distinct(rows)
         if permanent and not confirm:
             raise ConfirmationRequired(
                 f"{len(rows)} message(s) will be deleted for good, locally and on the server", field="confirm"
@@ -73,7 +74,7 @@ class Trash:
             else:
                 await self._move(row, self.trash_folder(row["account_id"]), origin=row["folder_id"])
             accounts.add(row["account_id"])
-        return {"deleted" if permanent else "moved_to_trash": ids, "accounts": sorted(accounts)}
+        return {"deleted" if permanent else "moved_to_trash": [r["id"] for r in rows], "accounts": sorted(accounts)}
 
     async def restore(self, ids: list[int]) -> dict[str, Any]:
         rows = [self._row(mid, i) for i, mid in enumerate(ids)]
@@ -82,9 +83,10 @@ class Trash:
                 raise InvalidParams(f"message {row['id']} is not in the trash", field=f"ids[{i}]")
             if row["origin_folder_id"] is None or folder_q.by_id(self.db.conn, row["origin_folder_id"]) is None:
                 raise InvalidParams(f"message {row['id']}: the folder it came from is not known", field=f"ids[{i}]")
+        rows = _distinct(rows)
         for row in rows:
             await self._move(row, folder_q.by_id(self.db.conn, row["origin_folder_id"]), origin=None)
-        return {"restored": ids, "accounts": sorted({r["account_id"] for r in rows})}
+        return {"restored": [r["id"] for r in rows], "accounts": sorted({r["account_id"] for r in rows})}
 
     async def _move(self, row: sqlite3.Row, target: Any, *, origin: int | None) -> None:
         account_dir = self.mail_root / str(row["account_id"])
@@ -119,6 +121,11 @@ class Trash:
                                  "message_id": row["message_id"], "size": row["size"]})  # fmt: skip
             conn.execute("DELETE FROM messages WHERE id = ?", (row["id"],))
         await asyncio.to_thread(maildir.remove, row["filename"])
+
+
+def _distinct(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
+    """One row per message: an id given twice is one message, whose file must not move twice."""
+    return list({row["id"]: row for row in rows}.values())
 
 
 def _move_file(source: MaildirFolder, destination: MaildirFolder, name: str) -> None:

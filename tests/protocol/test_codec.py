@@ -115,3 +115,35 @@ def test_request_round_trip(msgid: int, method: str, params: dict[str, object]) 
 def test_arbitrary_bytes_never_raise_anything_but_protocol_error(data: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         parse(data)
+
+
+def test_daemon_counts_the_values_of_a_request_but_a_client_reads_big_answers() -> None:
+    """A 32 MiB frame of one-byte values would take gigabytes once decoded: the daemon refuses a
+    request of more than MAX_REQUEST_VALUES before decoding; answers (10,000 messages) are bigger."""
+    answer = msgpack.packb([1, 1, None, [{"id": i, "flags": []} for i in range(40_000)]])
+    assert isinstance(parse(answer), Response)
+    with pytest.raises(ProtocolError, match="values"):
+        parse(answer, max_values=codec.MAX_REQUEST_VALUES)
+    at_limit = msgpack.packb([0, 1, "x", {"ids": [0] * (codec.MAX_REQUEST_VALUES - 7)}])
+    assert isinstance(parse(at_limit, max_values=codec.MAX_REQUEST_VALUES), Request)
+    with pytest.raises(ProtocolError, match="values"):
+        parse(
+            msgpack.packb([0, 1, "x", {"ids": [0] * (codec.MAX_REQUEST_VALUES - 6)}]),
+            max_values=codec.MAX_REQUEST_VALUES,
+        )
+
+
+@pytest.mark.parametrize(
+    "ext",
+    [
+        b"\xd6\xff\x00\x00\x00\x01",
+        b"\xd7\xff" + bytes(8),
+        b"\xd4\x05\x00",
+        b"\xc7\x00\x01",
+        b"\x92\x01\xd8\x01" + bytes(16),
+    ],
+)
+def test_extension_types_are_refused_timestamps_included(ext: bytes) -> None:
+    """msgpack decodes the timestamp type (-1) itself, without ext_hook; the daemon refuses it too."""
+    with pytest.raises(ProtocolError, match="extension"):
+        parse(b"\x94\x00\x01\xa6status\x81\xa1x" + ext, max_values=codec.MAX_REQUEST_VALUES)

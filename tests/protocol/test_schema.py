@@ -109,3 +109,21 @@ def test_lists_of_maps_and_bytes_are_checked_field_by_field() -> None:
     with pytest.raises(InvalidParams) as err:
         validate({"data": b"12345"}, small)
     assert err.value.field == "data" and "larger than 4 bytes" in err.value.message
+
+
+def test_integers_are_signed_64_bit() -> None:
+    """msgpack carries up to 2**64-1, SQLite signed 64-bit: a bigger id is a bad param, not a crash."""
+    ids = METHODS_BY_NAME["messages.delete"].params
+    assert validate({"ids": [2**63 - 1, -(2**63)]}, ids)["ids"] == [2**63 - 1, -(2**63)]
+    for bad in (2**63, 2**64 - 1, -(2**63) - 1):
+        with pytest.raises(InvalidParams) as err:
+            validate({"ids": [1, bad]}, ids)
+        assert err.value.field == "ids[1]"
+
+
+def test_an_unknown_key_is_quoted_cut_short() -> None:
+    """A key can be a frame long; its error must not send it back (twice) past the frame limit."""
+    for key in ("k" * 5_000_000, b"\xfe" * 5_000_000):
+        with pytest.raises(InvalidParams) as err:
+            validate({key: 1}, ADD)
+        assert len(err.value.message) < 500 and err.value.field is not None and len(err.value.field) < 200

@@ -377,3 +377,22 @@ async def test_crash_in_the_copy_path_leaves_one_copy(
             await stop_daemon(running)
         assert server_subjects(user, "BIMoffice") == ["msg1.INBOX@example.fr"], "exactly one copy"
         assert server_subjects(user, "INBOX") == ["msg0.INBOX@example.fr", "msg2.INBOX@example.fr"]
+
+
+async def test_restore_at_once_and_repeated_ids(
+    client: Client, daemon: RunningDaemon, mail_servers: MailServers
+) -> None:
+    """A restore right after the delete, before the server move: the restore's move finds the
+    message by Message-ID (it was journalled with a placeholder UID, a BAD UID SEARCH).  Ids given
+    twice are one message (found by the control-socket fuzzer: the file was moved twice)."""
+    mail_servers.user.deliver_many([make_message(i) for i in range(2)])
+    await add_account(client, mail_servers)
+    await fetch(client)
+    victim = inbox_ids(daemon)["<msg1.INBOX@example.fr>"]["id"]
+    assert (await client.call("messages.delete", {"ids": [victim, victim]}))["moved_to_trash"] == [victim]
+    assert (await client.call("messages.restore", {"ids": [victim, victim]}))["restored"] == [victim]
+    await settle(client)
+    [row] = [r for r in index(daemon) if r["id"] == victim]
+    assert row["folder"] == "INBOX" and row["uid"] > 0 and row["pending"] is None
+    assert "msg1.INBOX@example.fr" in server_subjects(mail_servers.user, "INBOX")
+    assert server_subjects(mail_servers.user, "BIMoffice") == []
