@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import accounts, automation, messages, projects, providers, send, sync, system, users
+from bimmailctl.commands import (
+    accounts,
+    automation,
+    messages,
+    oauth,
+    projects,
+    providers,
+    send,
+    sync,
+    system,
+    users,
+)
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -44,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     automation.add_parsers(sub)
     send.add_parsers(sub)
     users.add_parsers(sub)
+    oauth.add_parsers(sub)
     return parser
 
 

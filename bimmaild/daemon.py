@@ -33,6 +33,7 @@ from bimmaild.activity import Activity
 from bimmaild.conntest import runner as conntest
 from bimmaild.control.handlers.accounts import AccountHandlers
 from bimmaild.control.handlers.messages import MessageHandlers
+from bimmaild.control.handlers.oauth import OAuthHandlers
 from bimmaild.control.handlers.projects import ProjectHandlers
 from bimmaild.control.handlers.providers import ProviderHandlers
 from bimmaild.control.handlers.send import SendHandlers
@@ -41,6 +42,9 @@ from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
 from bimmaild.control.server import ControlServer, SharedSocket, StartupError, ensure_private_dir
 from bimmaild.events import EventBus
+from bimmaild.oauth.clients import Clients
+from bimmaild.oauth.signin import SignIns
+from bimmaild.oauth.tokens import TokenService
 from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
 from bimmaild.scheduler import OUTBOX_JOB, Scheduler
@@ -140,7 +144,12 @@ class Daemon:
         events = EventBus()
         providers = load_providers()
         limits = conntest.Limits.for_timeout(self.config.connect_timeout)
-        accounts = AccountService(db, secrets, data_dir / "mail", events, providers, limits)
+        clients = Clients(db, secrets)
+        sign_ins = SignIns(clients)
+        stack.push_async_callback(sign_ins.aclose)
+        accounts = AccountService(
+            db, secrets, data_dir / "mail", events, providers, limits, TokenService(clients, secrets), sign_ins
+        )
         await accounts.sweep()
         users = Users(
             db,
@@ -154,6 +163,7 @@ class Daemon:
         mode = "system" if self.config.system else "user"
         info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC), mode)
         SystemHandlers(info, accounts, users, router).register(router)
+        OAuthHandlers(accounts, clients, sign_ins, users).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)
         if missing:
             raise RuntimeError(f"declared methods without handler: {sorted(missing)}")

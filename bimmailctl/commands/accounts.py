@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bimmailctl import render
-from bimmailctl.commands import sync
+from bimmailctl.commands import oauth, sync
 
 if TYPE_CHECKING:
     from bimmailctl.client import Client
@@ -65,6 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     _setting_flags(p, for_add=True)
     p.add_argument("--no-test", action="store_true", help="save without testing the connection first")
+    oauth.sign_in_flags(p)
     p.set_defaults(func=cmd_add)
 
     p = asub.add_parser(
@@ -87,7 +88,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("account", metavar="NAME", help="account name or id")
     _setting_flags(p, for_add=False)
+    oauth.sign_in_flags(p)
     p.set_defaults(func=cmd_modify)
+
+    p = asub.add_parser(
+        "reauth",
+        help="sign in with OAuth2 again (revoked or expired sign-in), or move a password account to OAuth2",
+    )
+    p.add_argument("account", metavar="NAME", help="account name or id")
+    p.add_argument("--oauth-issuer", metavar="ISSUER", help="issuer, when the account has none yet")
+    oauth.sign_in_flags(p)
+    p.set_defaults(func=cmd_reauth)
 
     p = asub.add_parser("delete", help="delete an account (mail on the server is untouched)")
     p.add_argument("account", metavar="NAME", help="account name or id")
@@ -114,6 +125,12 @@ def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
         "--provider", metavar="ID", help="take missing server settings from this preset (bimmailctl provider list)"
     )
     p.add_argument("--login", help="login for IMAP and SMTP (default: the address; '' resets to it)")
+    p.add_argument(
+        "--auth", choices=("password", "oauth2"),
+        help="password, or oauth2: sign in with the provider (browser or --device)"
+        + (" (default: password)" if for_add else ""),
+    )  # fmt: skip
+    p.add_argument("--oauth-issuer", metavar="ISSUER", help="OAuth2 issuer (default: the provider preset's)")
     pw = p.add_argument_group("passwords (never on the command line)")
     pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     pw.add_argument("--password-file", metavar="FILE", help="read the password from the first line of FILE")
@@ -161,9 +178,12 @@ def _settings(args: argparse.Namespace, *, for_add: bool) -> dict[str, Any]:
         "separator",
         "auto_fetch",
         "primary",
+        "auth",
     ):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
+    if args.oauth_issuer:
+        params["oauth"] = {"issuer": args.oauth_issuer}
     if for_add:
         params["enabled"] = not args.disabled
     elif args.enabled is not None:
@@ -268,9 +288,24 @@ async def cmd_show(client: Client, args: argparse.Namespace) -> int:
 async def cmd_add(client: Client, args: argparse.Namespace) -> int:
     params = _settings(args, for_add=True)
     params["test"] = not args.no_test
-    smtp_auth = args.smtp_auth is not False
-    _passwords(args, params, separate=bool(args.separate_auth), smtp_auth=smtp_auth, prompt=True)
+    if args.auth == "oauth2":
+        await _oauth_sign_in(client, args, params, {"email": params["email"]})
+    else:
+        smtp_auth = args.smtp_auth is not False
+        _passwords(args, params, separate=bool(args.separate_auth), smtp_auth=smtp_auth, prompt=True)
     return _show_result(args, await client.call("account.add", params), "added")
+
+
+async def _oauth_sign_in(
+    client: Client, args: argparse.Namespace, params: dict[str, Any], begin: dict[str, Any]
+) -> None:
+    """Sign in first (the daemon keeps the tokens), then the add or modify takes them (oauth.flow)."""
+    if args.password_stdin or args.password_file or args.imap_password_file or args.smtp_password_file:
+        raise UsageError("an OAuth2 account has no password: leave out the password options")
+    if args.oauth_issuer:
+        begin["issuer"] = args.oauth_issuer
+    flow = await oauth.sign_in(client, args, begin)
+    params.setdefault("oauth", {})["flow"] = flow
 
 
 async def _changes(client: Client, args: argparse.Namespace, *, prompt: bool) -> dict[str, Any]:
@@ -307,7 +342,18 @@ async def cmd_modify(client: Client, args: argparse.Namespace) -> int:
     if not params:
         raise UsageError("nothing to change: give at least one setting (see bimmailctl account modify --help)")
     params["account"] = args.account
+    if args.auth == "oauth2" or (args.oauth_issuer and args.auth != "password"):
+        await _oauth_sign_in(client, args, params, {"account": args.account})
     return _show_result(args, await client.call("account.modify", params), "modified")
+
+
+async def cmd_reauth(client: Client, args: argparse.Namespace) -> int:
+    begin: dict[str, Any] = {"account": args.account}
+    if args.oauth_issuer:
+        begin["issuer"] = args.oauth_issuer
+    flow = await oauth.sign_in(client, args, begin)
+    result = await client.call("account.reauth", {"account": args.account, "flow": flow})
+    return _show_result(args, result, "signed in")
 
 
 async def cmd_delete(client: Client, args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from bimmaild.accounts.providers import Provider
 from bimmaild.accounts.secrets import Secret
-from bimmaild.conntest.report import Report
+from bimmaild.conntest.report import Report, ServerReport, Step
 from bimmaild.conntest.target import Target
 from bimmaild.protocol.errors import AuthFailed, BimmailError, ServerError, ServerUnreachable, TlsFailure
 
@@ -23,19 +23,22 @@ _ERROR_BY_STEP: dict[str, type[BimmailError]] = {
     "tls": TlsFailure,
     "certificate": TlsFailure,
     "login": AuthFailed,
+    "token": AuthFailed,
 }
 
 
 def targets(
     settings: Mapping[str, Any], passwords: Mapping[str, Secret | None], provider: Provider | None
 ) -> tuple[Target, Target]:
+    """With OAuth2, ``passwords["password"]`` is the access token, for both servers."""
     separate = bool(settings["separate_auth"])
     email = str(settings["email"])
     hints = provider.hints if provider else ()
+    oauth = settings.get("auth") == "oauth2"
 
     def target(kind: str, auth: bool) -> Target:
         login = settings[f"{kind}_login"] if separate else settings["login"]
-        slot = f"{kind}_password" if separate else "password"
+        slot = f"{kind}_password" if separate and not oauth else "password"
         return Target(
             kind=kind,
             host=settings[f"{kind}_host"],
@@ -47,11 +50,22 @@ def targets(
             auth=auth,
             ca_file=settings["tls_ca_file"],
             login_field=f"{kind}.login" if separate else "login",
-            password_field=f"{kind}.password" if separate else "password",
+            password_field="oauth.flow" if oauth else f"{kind}.password" if separate else "password",
             preset_hints=tuple(hints),
+            oauth=oauth,
         )
 
     return target("imap", True), target("smtp", bool(settings["smtp_auth"]))
+
+
+def token_failure(settings: Mapping[str, Any], step: Step) -> Report:
+    """The report of a test that could not get an access token: no server was contacted."""
+    servers = []
+    for kind in ("imap", "smtp"):
+        server = ServerReport(kind, settings[f"{kind}_host"], settings[f"{kind}_port"], settings[f"{kind}_security"])
+        server.steps.append(step)
+        servers.append(server)
+    return Report(servers[0], servers[1])
 
 
 def failure_error(report: Report) -> BimmailError:

@@ -36,8 +36,13 @@ SETTING_COLUMNS = (
     "auto_fetch",
     "enabled",
     "provider",
+    "auth",
+    "oauth_issuer",
 )
-SLOTS = ("password", "imap_password", "smtp_password")
+PASSWORD_SLOTS = ("password", "imap_password", "smtp_password")
+# Every secret of an account: its passwords, and the OAuth2 refresh token of a signed-in one.
+SLOTS = (*PASSWORD_SLOTS, "oauth_refresh")
+AUTH_METHODS = ("password", "oauth2")
 
 DEFAULT_PORTS = {
     ("imap", "ssl"): 993,
@@ -87,6 +92,8 @@ class Account:
     auto_fetch: bool
     enabled: bool
     provider: str | None
+    auth: str  # one of AUTH_METHODS
+    oauth_issuer: str | None  # the issuer of its tokens (auth oauth2)
     primary: bool
     created_at: str
     updated_at: str
@@ -112,8 +119,12 @@ class Account:
         chosen = self.smtp_login if self.separate_auth else self.login
         return chosen or self.email
 
+    @property
+    def oauth(self) -> bool:
+        return self.auth == "oauth2"
+
     def to_public(self, slots_set: set[str]) -> dict[str, Any]:
-        """The account as the protocol shows it; passwords only as 'is one set'."""
+        """The account as the protocol shows it; passwords and tokens only as 'is one set'."""
         imap_pw = "imap_password" if self.separate_auth else "password"
         smtp_pw = "smtp_password" if self.separate_auth else "password"
         return {
@@ -143,6 +154,8 @@ class Account:
             "auto_fetch": self.auto_fetch,
             "enabled": self.enabled,
             "provider": self.provider,
+            "auth": self.auth,
+            "oauth": {"issuer": self.oauth_issuer, "signed_in": "oauth_refresh" in slots_set} if self.oauth else None,
             "primary": self.primary,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -163,6 +176,11 @@ def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, s
                     flat[column] = sub_value
         elif key == "password":
             passwords["password"] = value
+        elif key == "oauth":
+            if "issuer" in value:
+                flat["oauth_issuer"] = value["issuer"]
+            if "flow" in value:
+                flat["oauth_flow"] = value["flow"]
         else:
             flat[key] = value
     return flat, passwords
@@ -193,7 +211,10 @@ def normalize(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def required_slots(settings: Mapping[str, Any]) -> list[str]:
-    """Password slots the settings need: IMAP always logs in; SMTP when auth is on."""
+    """Password slots the settings need: IMAP always logs in; SMTP when auth is on.  None with
+    OAuth2: its token (``oauth_refresh``) comes from a sign-in, not from a param."""
+    if settings.get("auth") == "oauth2":
+        return []
     if not settings["separate_auth"]:
         return ["password"]
     return ["imap_password", "smtp_password"] if settings["smtp_auth"] else ["imap_password"]
@@ -204,7 +225,9 @@ def check_passwords(settings: Mapping[str, Any], given: Mapping[str, str], have:
     required = required_slots(settings)
     for slot, value in given.items():
         if slot not in required:
-            if slot == "password":
+            if settings.get("auth") == "oauth2":
+                why = "auth is oauth2 (the account signs in: bimmailctl account reauth)"
+            elif slot == "password":
                 why = "separate_auth is on (give imap.password / smtp.password)"
             elif settings["separate_auth"]:
                 why = "smtp.auth is off"

@@ -5,7 +5,7 @@ write that relies on it cannot interleave with another client's change while
 the secret backend is awaited.  Order of writes, chosen so that a crash at any
 point leaves nothing a later account could inherit:
 
-* add: passwords (under a fresh random ``secret_ref``), then the row.
+* add: passwords or the OAuth2 refresh token (under a fresh random ``secret_ref``), then the row.
 * modify: new passwords, then the row, then passwords no longer used.
 * delete: the row, then passwords, then local mail.
 The start-up sweep (:meth:`AccountService.sweep`) removes what a crash left
@@ -18,6 +18,7 @@ import asyncio
 import logging
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -25,14 +26,26 @@ from pathlib import Path
 from typing import Any
 
 from bimmaild.accounts import connection_test, model, presets, validation
+from bimmaild.accounts.credentials import Credentials
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.providers import Provider, ProviderDatabase
 from bimmaild.accounts.secrets import Secret, SecretBackend, account_key
 from bimmaild.activity import Activity
 from bimmaild.conntest import runner as conntest
-from bimmaild.conntest.report import Report
+from bimmaild.conntest.report import Report, Step
 from bimmaild.events import EventBus
-from bimmaild.protocol.errors import ConfirmationRequired, Conflict, InvalidParams, NotFound, SecretsUnavailable
+from bimmaild.oauth.flow import Tokens
+from bimmaild.oauth.issuers import ISSUER_OF_PROVIDER
+from bimmaild.oauth.signin import SignIn, SignIns
+from bimmaild.oauth.tokens import REFRESH_SLOT, TokenProblem, TokenService
+from bimmaild.protocol.errors import (
+    AuthFailed,
+    ConfirmationRequired,
+    Conflict,
+    InvalidParams,
+    NotFound,
+    SecretsUnavailable,
+)
 from bimmaild.protocol.schema import INT64_MAX
 from bimmaild.store import accounts as q
 from bimmaild.store import journal as journal_q
@@ -56,7 +69,11 @@ class AccountService:
         events: EventBus,
         providers: ProviderDatabase,
         limits: conntest.Limits | None = None,
+        tokens: TokenService | None = None,
+        sign_ins: SignIns | None = None,
     ) -> None:
+        self.tokens = tokens
+        self.sign_ins = sign_ins
         self.db = db
         self.secrets = secrets
         self.mail_root = mail_root
@@ -73,6 +90,10 @@ class AccountService:
         # System mode: may this user make the daemon read that file (the CA file)?  Raises if not.
         self.check_readable: Callable[[str, int, str], None] | None = None
         self._lock = asyncio.Lock()
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.secrets, self.tokens)
 
     # -- reading -----------------------------------------------------------
 
@@ -122,23 +143,38 @@ class AccountService:
         flat, passwords = model.split_params(params)
         make_primary = bool(flat.pop("primary"))
         run_test = bool(flat.pop("test", False))
+        flow_id = flat.pop("oauth_flow", None)
         self._check_files(flat, owner)  # before validation opens the file
         settings, provider, notes = self._new_settings(flat)
         model.check_passwords(settings, passwords, have=set())
         self._check_name_free(settings["name"], None, owner)  # before a test that takes seconds
         if settings["login"] is None and not settings["separate_auth"]:
             notes.append(f"login is the address {settings['email']}")
+        sign_in = self._sign_in(flow_id, owner, settings) if flow_id else None
+        if settings["auth"] == "oauth2" and sign_in is None:
+            if run_test:
+                raise InvalidParams(
+                    "an OAuth2 account needs a finished sign-in to test (oauth.begin, then oauth.wait): give "
+                    "oauth.flow, or add it without testing and sign in later (account.reauth)",
+                    field="oauth.flow",
+                )
+            notes.append("not signed in yet: sign in with bimmailctl account reauth")
         report = None
         if run_test:
             secrets = {slot: Secret(value) for slot, value in passwords.items()}
+            if sign_in is not None:
+                secrets["password"] = sign_in.done.result().access_token
             report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
             if not report.ok:
                 raise connection_test.failure_error(report)
         async with self._lock:
             self._check_name_free(settings["name"], None, owner)
+            tokens = self._take(sign_in, owner) if sign_in is not None else None
             secret_ref = uuid.uuid4().hex
             for slot, value in passwords.items():
                 await self.secrets.put(account_key(secret_ref, slot), Secret(value))
+            if tokens is not None and tokens.refresh_token is not None:
+                await self.secrets.put(account_key(secret_ref, REFRESH_SLOT), tokens.refresh_token)
             with self.db.transaction() as conn:
                 previous = q.primary(conn, owner)
                 primary = make_primary or previous is None
@@ -151,6 +187,8 @@ class AccountService:
                 row = {**settings, "secret_ref": secret_ref, "owner_uid": owner, "is_primary": int(primary)}
                 account_id = q.insert(conn, {**row, "created_at": now, "updated_at": now})
         account = self.find(account_id)
+        if tokens is not None and self.tokens is not None:
+            self.tokens.remember(account.id, tokens)
         log.info("account %d %r added", account.id, account.name)
         await self._changed("added", account)
         if report is not None and account.enabled and self.after_add is not None:
@@ -164,21 +202,44 @@ class AccountService:
         """Test a saved account (``params`` override its settings) or unsaved settings (R-A3)."""
         flat, passwords = model.split_params(params)
         flat.pop("primary", None)
+        flow_id = flat.pop("oauth_flow", None)
         if owner is not None:
             self._check_files(flat, owner)
         secrets: dict[str, Secret | None] = {slot: Secret(value) for slot, value in passwords.items()}
+        token_step: Step | None = None
         if ref is None:
             settings, provider, notes = self._new_settings(flat)
+            if flow_id:
+                secrets["password"] = self._sign_in(flow_id, owner, settings).done.result().access_token
         else:
             account = self.find(ref, owner)
             notes = self._follow_security(account, flat)
             settings = {**account.settings(), **model.normalize(flat)}
             provider = self.providers.by_id(settings["provider"]) if settings["provider"] else None
-            for slot in model.SLOTS:
+            for slot in model.PASSWORD_SLOTS:
                 if slot not in secrets:
                     secrets[slot] = await self.secrets.get(account_key(account.secret_ref, slot))
+            if settings["auth"] == "oauth2":
+                token_step, token = await self._token_step(account)
+                if token is None:
+                    return connection_test.token_failure(settings, token_step), notes
+                secrets["password"] = token
         report = await conntest.run(*connection_test.targets(settings, secrets, provider), self.limits)
+        if token_step is not None:
+            report.imap.steps.insert(0, token_step)
         return report, notes
+
+    async def _token_step(self, account: Account) -> tuple[Step, Secret | None]:
+        """The "token" step of a saved OAuth2 account's test: really renew it (the refresh
+        token is what breaks: revoked, expired), so a test proves the next fetch can log in."""
+        assert self.tokens is not None
+        started = time.monotonic()
+        try:
+            token = await self.tokens.access_token(account, renew=True)
+        except TokenProblem as exc:
+            fields = ["oauth.flow"] if exc.attention else []
+            return Step("token", False, exc.message, fields=fields, duration_ms=_ms(started)), None
+        return Step("token", True, "access token renewed", duration_ms=_ms(started)), token
 
     def _new_settings(self, flat: dict[str, Any]) -> tuple[dict[str, Any], Provider | None, list[str]]:
         """Settings of an account being created: checked, completed from the preset and defaults."""
@@ -191,8 +252,53 @@ class AccountService:
         for key in ("login", "imap_login", "smtp_login", "tls_ca_file"):
             flat.setdefault(key, None)
         flat.setdefault("separate_auth", False)
+        flat.setdefault("auth", "password")
+        flat.setdefault("oauth_issuer", None)
+        self._check_issuer(flat, provider.id if provider else None)
         settings = model.normalize(flat)
         return {c: settings.get(c) for c in model.SETTING_COLUMNS}, provider, notes
+
+    def _check_issuer(self, flat: dict[str, Any], provider_id: str | None) -> None:
+        """auth oauth2 needs an issuer (the preset's by default); auth password has none."""
+        if flat["auth"] != "oauth2":
+            if flat.get("oauth_issuer"):
+                raise InvalidParams("oauth.issuer is only for auth oauth2", field="oauth.issuer")
+            flat["oauth_issuer"] = None
+            return
+        if not flat.get("oauth_issuer"):
+            flat["oauth_issuer"] = ISSUER_OF_PROVIDER.get(provider_id or "")
+        if not flat["oauth_issuer"]:
+            raise InvalidParams(
+                "auth oauth2 needs oauth.issuer: this provider has no preset issuer (see oauth.client.list)",
+                field="oauth.issuer",
+            )
+        flat["oauth_issuer"] = str(flat["oauth_issuer"]).strip().lower()
+
+    def _sign_in(self, flow_id: str, owner: int | None, settings: Mapping[str, Any]) -> SignIn:
+        """A finished sign-in of this user, with the issuer the settings use."""
+        sign_in = self.sign_ins.get(flow_id, owner) if self.sign_ins is not None and owner is not None else None
+        if sign_in is None:
+            raise NotFound(f"no sign-in {flow_id!r} (oauth.begin starts one)", field="oauth.flow")
+        if settings["auth"] != "oauth2":
+            raise InvalidParams("oauth.flow is only for auth oauth2", field="oauth.flow")
+        if sign_in.client.issuer.id != settings["oauth_issuer"]:
+            raise InvalidParams(
+                f"the sign-in was with {sign_in.client.issuer.id}, the account uses {settings['oauth_issuer']}",
+                field="oauth.flow",
+            )
+        if not sign_in.done.done():
+            raise Conflict("the sign-in is not finished (oauth.wait)", field="oauth.flow")
+        error = sign_in.done.exception()
+        if error is not None:
+            raise AuthFailed(f"the sign-in failed: {error}", field="oauth.flow")
+        return sign_in
+
+    def _take(self, sign_in: SignIn, owner: int) -> Tokens:
+        """The sign-in's tokens, once (a second add with the same flow is refused)."""
+        assert self.sign_ins is not None
+        if self.sign_ins.get(sign_in.id, owner) is None:
+            raise NotFound("this sign-in was already used", field="oauth.flow")
+        return self.sign_ins.take(sign_in)
 
     async def modify(
         self, ref: str | int, params: Mapping[str, Any], owner: int | None = None
@@ -201,25 +307,82 @@ class AccountService:
             account = self.find(ref, owner)
             flat, passwords = model.split_params(params)
             primary = flat.pop("primary", None)
+            flow_id = flat.pop("oauth_flow", None)
             self._check_files(flat, account.owner_uid)
             notes = self._follow_security(account, flat)
             changes = model.normalize(flat)
             merged = {**account.settings(), **changes}
+            if "auth" in changes or "oauth_issuer" in changes:
+                if changes.get("auth") == "password" and "oauth_issuer" not in changes:
+                    merged["oauth_issuer"] = None
+                self._check_issuer(merged, merged["provider"])
+                changes.update(auth=merged["auth"], oauth_issuer=merged["oauth_issuer"])
             if "name" in changes:
                 self._check_name_free(merged["name"], account.id, account.owner_uid)
+            sign_in = self._sign_in(flow_id, account.owner_uid, merged) if flow_id else None
+            new_grant = merged["auth"] == "oauth2" and (
+                account.auth != "oauth2" or merged["oauth_issuer"] != account.oauth_issuer
+            )
+            if new_grant and sign_in is None:
+                raise InvalidParams(
+                    "OAuth2 with another issuer, or instead of a password, needs a sign-in: give oauth.flow",
+                    field="oauth.flow",
+                )
             have = await self.slots_set(account)
             model.check_passwords(merged, passwords, have)
-            unused = have - set(model.required_slots(merged))
+            unused = (have & set(model.PASSWORD_SLOTS)) - set(model.required_slots(merged))
+            if merged["auth"] != "oauth2" and REFRESH_SLOT in have:
+                unused.add(REFRESH_SLOT)
+            tokens = self._take(sign_in, account.owner_uid) if sign_in is not None else None
             for slot, value in passwords.items():
                 await self.secrets.put(account_key(account.secret_ref, slot), Secret(value))
+            if tokens is not None and tokens.refresh_token is not None:
+                await self.secrets.put(account_key(account.secret_ref, REFRESH_SLOT), tokens.refresh_token)
             with self.db.transaction() as conn:
                 notes += self._apply_primary(conn, account, primary)
                 q.update(conn, account.id, {**changes, "updated_at": _now()})
                 notes += self._clear_attention(conn, account)
             for slot in unused:
                 await self.secrets.delete(account_key(account.secret_ref, slot))
+        if self.tokens is not None:
+            if tokens is not None:
+                self.tokens.remember(account.id, tokens)
+            elif "auth" in changes or "oauth_issuer" in changes:
+                self.tokens.forget(account.id)
         account = self.find(account.id)
         await self._changed("modified", account)
+        return account, notes
+
+    async def reauth(self, ref: str | int, flow_id: str, owner: int | None = None) -> tuple[Account, list[str]]:
+        """Give an account the tokens of a new sign-in: after a revoked or expired grant, or to
+        move a password account to OAuth2 (its passwords are then forgotten)."""
+        notes: list[str] = []
+        async with self._lock:
+            account = self.find(ref, owner)
+            settings = account.settings()
+            if account.auth != "oauth2":
+                pending = self.sign_ins.get(flow_id, account.owner_uid) if self.sign_ins is not None else None
+                settings.update(auth="oauth2", oauth_issuer=pending.client.issuer.id if pending else None)
+                notes.append("the account now signs in with OAuth2; its stored passwords are forgotten")
+            sign_in = self._sign_in(flow_id, account.owner_uid, settings)
+            tokens = self._take(sign_in, account.owner_uid)
+            if tokens.refresh_token is not None:
+                await self.secrets.put(account_key(account.secret_ref, REFRESH_SLOT), tokens.refresh_token)
+            with self.db.transaction() as conn:
+                q.update(
+                    conn, account.id, {"auth": "oauth2", "oauth_issuer": settings["oauth_issuer"], "updated_at": _now()}
+                )
+                notes += self._clear_attention(conn, account)
+            for slot in model.PASSWORD_SLOTS:
+                await self.secrets.delete(account_key(account.secret_ref, slot))
+        if self.tokens is not None:
+            self.tokens.remember(account.id, tokens)
+        account = self.find(account.id)
+        log.info("account %d %r signed in again", account.id, account.name)
+        await self._changed("modified", account)
+        if account.enabled and self.after_add is not None:
+            self.after_add(account.id)
+            notes.append("a fetch has started")
         return account, notes
 
     async def delete(self, ref: str | int, *, confirm: bool, owner: int | None = None) -> dict[str, Any]:
@@ -237,6 +400,8 @@ class AccountService:
             with self.db.transaction() as conn:
                 q.delete(conn, account.id)
             notes = ["mail on the server is untouched"]
+            if self.tokens is not None:
+                self.tokens.forget(account.id)
             try:
                 await self._forget_secrets(account.secret_ref)
             except SecretsUnavailable as exc:
@@ -348,3 +513,7 @@ class AccountService:
             {"change": change, "account_id": account.id, "account": await self.public(account)},
             owner=account.owner_uid,
         )
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -45,8 +45,7 @@ async def check(target: Target, timeout: float, resolver: stages.Resolver = stag
             step.message = _describe_capabilities(conn)
             step.details = {"capabilities": sorted(conn.capabilities), "auth_mechanisms": conn.auth_mechanisms}
         async with rec.step("login") as step:
-            await _login(conn, target)
-            step.message = f"logged in as {target.user}"
+            step.message = await _login(conn, target)
         async with rec.step("folders") as step:
             try:
                 folders = await conn.list_folders()
@@ -145,11 +144,14 @@ async def _greeting(conn: ImapConnection, target: Target) -> None:
         raise StepFailed(f"the server refused the session: {exc}", fields=[target.field("security")]) from None
 
 
-async def _login(conn: ImapConnection, target: Target) -> None:
+async def _login(conn: ImapConnection, target: Target) -> str:
     if target.password is None:
         raise StepFailed("no password is set", fields=[target.password_field])
     try:
+        if target.oauth:
+            return f"logged in as {target.user} ({await conn.login_oauth(target.user, target.password.reveal())})"
         await conn.login(target.user, target.password.reveal())
+        return f"logged in as {target.user}"
     except AuthenticationFailed as exc:
         raise stages.login_failure(target, exc.text) from None
     except LoginDisabled:

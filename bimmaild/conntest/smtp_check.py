@@ -232,6 +232,16 @@ async def _login(client: aiosmtplib.SMTP, target: Target) -> str:
         )
     if target.password is None:
         raise StepFailed("no password is set", fields=[target.password_field])
+    if target.oauth:
+        if "xoauth2" not in mechanisms:
+            raise StepFailed("the server offers no OAuth2 login (AUTH XOAUTH2)", fields=[target.field("auth")])
+        try:
+            await client.auth_xoauth2(target.user, target.password.reveal())
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise stages.login_failure(target, f"{exc.code} {exc.message}") from None
+        except aiosmtplib.SMTPException as exc:
+            raise StepFailed(f"authentication failed: {exc}", fields=[target.password_field]) from None
+        return f"logged in as {target.user} (XOAUTH2)"
     # One mechanism only: aiosmtplib's login() would try each, counting several failures on the server.
     method = client.auth_plain if "plain" in mechanisms else client.auth_login
     try:

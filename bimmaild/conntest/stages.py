@@ -180,7 +180,8 @@ def starttls_missing(target: Target) -> StepFailed:
 
 
 def login_failure(target: Target, reply: str) -> StepFailed:
-    hints = ["check the login and the password"]
+    hints = ["the access token was refused: sign in again (account reauth)" if target.oauth
+             else "check the login and the password"]  # fmt: skip
     hints += list(target.preset_hints)
     return StepFailed(
         f"{target.label} login refused for {target.user}",

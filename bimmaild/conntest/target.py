@@ -26,6 +26,7 @@ class Target:
     login_field: str = "login"
     password_field: str = "password"  # noqa: S105 (a field name)
     preset_hints: tuple[str, ...] = ()
+    oauth: bool = False  # ``password`` is an OAuth2 access token (SASL XOAUTH2 / OAUTHBEARER)
 
     def field(self, name: str) -> str:
         """Protocol path of one of this server's settings: ``imap.port``."""

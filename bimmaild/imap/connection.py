@@ -52,6 +52,7 @@ from bimmaild.imap.parse import (
     parse_uid_set,
 )
 from bimmaild.imap.protocol import ImapProtocol, StreamingFetch
+from bimmaild.oauth import sasl
 
 __all__ = [
     "AuthenticationFailed",
@@ -126,6 +127,7 @@ class ImapConnection:
         self.protocol = protocol
         self.transport = transport
         self.host = host
+        self.port = 0
         self.timeout = timeout
 
     # -- opening -------------------------------------------------------------
@@ -164,7 +166,9 @@ class ImapConnection:
                 transport, _ = await loop.create_connection(lambda: protocol, address or host, port)
         except TimeoutError:
             raise ImapTimeout("TCP connect") from None
-        return cls(protocol, transport, host, timeout)
+        conn = cls(protocol, transport, host, timeout)
+        conn.port = port  # OAUTHBEARER names it
+        return conn
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Wrap the connection in TLS now (implicit TLS, or after STARTTLS's OK)."""
@@ -246,6 +250,34 @@ class ImapConnection:
             response = await self._execute("LOGIN", quote(user), quote(password), scrub=quote(password))
         if response.result != "OK":
             raise AuthenticationFailed("LOGIN", response.result, _text(response))
+        await self._logged_in()
+
+    async def login_oauth(self, user: str, token: str, *, mechanism: str | None = None) -> str:
+        """AUTHENTICATE with an OAuth2 access token: OAUTHBEARER (RFC 7628) when offered, else
+        XOAUTH2 (Gmail, Outlook).  Returns the mechanism used; ``mechanism`` forces one (tests)."""
+        caps = self.capabilities
+        if mechanism is None:
+            mechanism = next((m for m in ("OAUTHBEARER", "XOAUTH2") if f"AUTH={m}" in caps), None)
+            if mechanism is None:
+                raise LoginDisabled("the server offers no OAuth2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2)")
+        if mechanism == "OAUTHBEARER":
+            ir = sasl.oauthbearer(user, token, self.host, self.port)
+        else:
+            ir = sasl.xoauth2(user, token)
+        if "SASL-IR" in caps:
+            response = await self._execute("AUTHENTICATE", mechanism, ir, scrub=ir)
+        else:  # the initial response goes after the server's first (empty) challenge
+            self.protocol.sasl_response = ir.encode("ascii")
+            try:
+                response = await self._execute("AUTHENTICATE", mechanism)
+            finally:
+                self.protocol.sasl_response = None
+        if response.result != "OK":
+            raise AuthenticationFailed("AUTHENTICATE", response.result, _text(response))
+        await self._logged_in()
+        return mechanism
+
+    async def _logged_in(self) -> None:
         async with self.protocol.state_condition:
             self.protocol.state = lib.AUTH
             self.protocol.state_condition.notify_all()

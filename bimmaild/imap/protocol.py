@@ -56,6 +56,8 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         self.bye: str | None = None  # the text of the server's last untagged BYE: why it closes
         self.current_command: Any = None
         self._buffer = bytearray()
+        # The SASL initial response to send at the first challenge (servers without SASL-IR).
+        self.sasl_response: bytes | None = None
         self._literal_remaining = 0
         self._literal_owner: Any = None  # command receiving the literal being read
         self._continues: Any = None  # command that gets the rest of the line after a literal
@@ -183,7 +185,11 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
             # A challenge after our initial response is an error report (XOAUTH2 sends
             # JSON); the empty answer makes the server finish with a tagged NO.
             assert self.transport is not None
-            self.transport.write(b"\r\n")
+            if self.sasl_response is not None:  # no SASL-IR: the initial response answers the first "+"
+                self.transport.write(self.sasl_response + b"\r\n")
+                self.sasl_response = None
+            else:
+                self.transport.write(b"\r\n")
             return
         super()._continuation(line)
 

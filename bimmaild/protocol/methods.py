@@ -23,6 +23,8 @@ PROTOCOL_VERSION = 1
 
 SECURITY_CHOICES = ("ssl", "starttls", "none")
 SEPARATOR_CHOICES = (",", ";")
+AUTH_CHOICES = ("password", "oauth2")
+SIGN_IN_METHODS = ("browser", "device")
 DEFAULT_TRASH_FOLDER = "BIMoffice"
 
 
@@ -109,6 +111,34 @@ def account_fields(*, for_add: bool) -> tuple[Param, ...]:
             max_len=320,
         ),
         Param("password", "str", "Password for IMAP and SMTP (when separate_auth is off).", secret=True, max_len=1024),
+        Param(
+            "auth",
+            "str",
+            "How the account logs in: password, or oauth2 (tokens from a sign-in: oauth.begin, oauth.wait).",
+            choices=AUTH_CHOICES,
+            **_d(for_add, "password"),
+        ),
+        Param(
+            "oauth",
+            "map",
+            "OAuth2 sign-in (auth oauth2).",
+            fields=(
+                Param(
+                    "issuer",
+                    "str",
+                    "Issuer of the tokens (oauth.client.list); default: the provider preset's "
+                    "(google for Gmail, microsoft for Outlook.com and Microsoft 365).",
+                    max_len=64,
+                ),
+                Param(
+                    "flow",
+                    "str",
+                    "A finished sign-in (oauth.begin, then oauth.wait) whose tokens become the account's; "
+                    "needed to add with a connection test, or to switch to oauth2 or to another issuer.",
+                    max_len=64,
+                ),
+            ),
+        ),
         Param("separate_auth", "bool", "Separate IMAP and SMTP logins and passwords (R-A2).", **_d(for_add, False)),
         Param("imap", "map", "IMAP server.", fields=_server_fields("imap", for_add=for_add)),
         Param("smtp", "map", "SMTP server.", fields=_server_fields("smtp", for_add=for_add)),
@@ -145,13 +175,15 @@ TEST_RESULT = (
     "{ok, fields: [offending field], notes: [str], imap: server report, smtp: server report}; a server report "
     "is {ok, host, port, security, steps: [{step, ok, message, fields, hint, server_reply, details, "
     "duration_ms}], failed_step, fields, alternatives: [{port, security, auth, ok, message}], suggestion}. "
-    "Steps: dns, connect, tls, certificate, capabilities, login, then folders (IMAP) or sender (SMTP)."
+    "Steps: dns, connect, tls, certificate, capabilities, login, then folders (IMAP) or sender (SMTP); "
+    "a saved OAuth2 account's test starts with a token step (the access token renewed)."
 )
 
 ACCOUNT_RESULT = (
     "account object: {id, name, email, login, separate_auth, imap: {host, port, security, login, "
     "password_set}, smtp: {host, port, security, auth, login, password_set}, tls_ca_file, "
-    "trash_folder, separator, auto_fetch, enabled, primary, provider, created_at, updated_at, "
+    "trash_folder, separator, auto_fetch, enabled, primary, provider, auth: password|oauth2, "
+    "oauth: {issuer, signed_in} or nil, created_at, updated_at, "
     "status: {state: new|ok|error|needs-attention, message, last_fetch_at, last_result, pending_operations, "
     "fetching, push: off|connecting|idle|unsupported|error, push_error, next_fetch_at, progress}}. "
     "Passwords are never returned, only whether one is set."
@@ -642,12 +674,103 @@ METHODS: tuple[Method, ...] = (
         "{account: account object}",
         _ACCOUNT_ERRORS,
     ),
+    Method(
+        "account.reauth",
+        "Give the account the tokens of a finished sign-in (oauth.begin, oauth.wait): after its grant was "
+        "revoked or expired (needs-attention), or to move a password account to OAuth2 (its passwords are "
+        "forgotten).  Clears needs-attention and starts a fetch.",
+        (ACCOUNT_REF, Param("flow", "str", "The finished sign-in.", required=True, max_len=64)),
+        "{account: account object, notes: [str]}",
+        (*_ACCOUNT_ERRORS, E.CONFLICT, E.AUTH_FAILED, E.SECRETS_UNAVAILABLE),
+    ),
+    Method(
+        "oauth.client.set",
+        "Register the OAuth2 application bimmail signs in with at an issuer (none is built in): "
+        "a preset issuer (google, microsoft) needs only its client id; another issuer also its "
+        "endpoints and scopes.  Replaces the user's previous registration for that issuer.",
+        (
+            Param("issuer", "str", "Issuer name: google, microsoft, or your own.", required=True, max_len=64),
+            Param("client_id", "str", "The application's client id.", required=True, max_len=512),
+            Param(
+                "client_secret",
+                "str",
+                "The client secret, when the issuer requires one (Google's desktop clients do); "
+                "empty removes it; absent keeps the current one.",
+                secret=True,
+                max_len=1024,
+            ),
+            Param("auth_url", "str", "Authorization endpoint (custom issuer).", max_len=2048),
+            Param("token_url", "str", "Token endpoint (custom issuer).", max_len=2048),
+            Param("device_url", "str", "Device authorization endpoint, if any (custom issuer).", max_len=2048),
+            Param(
+                "scopes",
+                "list",
+                "Scopes for IMAP and SMTP (custom issuer).",
+                item_kind="str",
+                max_items=20,
+                max_len=512,
+            ),
+            Param(
+                "for_every_user",
+                "bool",
+                "System daemon: the registration serves every user without their own (administrators).",
+                default=False,
+            ),
+        ),
+        "{issuer, client_id, client_secret_set, for_every_user, preset, endpoints: {id, name, auth_url, "
+        "token_url, device_url, scopes}}",
+        (E.INVALID_PARAMS, E.SECRETS_UNAVAILABLE),
+    ),
+    Method(
+        "oauth.client.list",
+        "The OAuth2 registrations the user signs in with (their own, else the ones for every user), and the "
+        "preset issuers.",
+        (),
+        "{clients: [registration as oauth.client.set answers], presets: [{id, name, auth_url, token_url, "
+        "device_url, scopes}]}",
+    ),
+    Method(
+        "oauth.client.delete",
+        "Remove the user's registration for an issuer (accounts using it then need attention).",
+        (
+            Param("issuer", "str", "Issuer name.", required=True, max_len=64),
+            Param("for_every_user", "bool", "The registration for every user (administrators).", default=False),
+        ),
+        "{deleted: registration}",
+        (E.INVALID_PARAMS, E.NOT_FOUND),
+    ),
+    Method(
+        "oauth.begin",
+        "Start an OAuth2 sign-in.  browser: open url (authorization code with PKCE; the provider sends the "
+        "browser back to a one-shot listener of the daemon on 127.0.0.1).  device: on any device, open url "
+        "and type user_code.  Then oauth.wait; then account.add or account.reauth with the flow.",
+        (
+            Param("issuer", "str", "Issuer; default: the account's, or the preset's of email.", max_len=64),
+            dataclasses.replace(ACCOUNT_REF, required=False, doc="Account to sign in again (its issuer)."),
+            Param("email", "str", "Address signing in (login hint; chooses the preset issuer).", max_len=320),
+            Param("method", "str", "browser or device.", choices=SIGN_IN_METHODS, default="browser"),
+        ),
+        "{flow, method, issuer, url, user_code (device) or nil, expires_in}",
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.SERVER_UNREACHABLE, E.AUTH_FAILED),
+    ),
+    Method(
+        "oauth.wait",
+        "Wait for a sign-in to finish, at most timeout seconds: {done: false} while it waits; an error if the "
+        "provider refused (auth_failed) or it expired.",
+        (
+            Param("flow", "str", "The sign-in.", required=True, max_len=64),
+            Param("timeout", "int", "Seconds to wait at most.", default=60, min=0, max=600),
+        ),
+        "{flow, done: bool, issuer}",
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.AUTH_FAILED, E.SERVER_UNREACHABLE),
+    ),
 )
 
 # R-L3: what needs the right to configure one's accounts, and what only administrators may do.
 _ACCESS = {
     **dict.fromkeys(
         ("account.add", "account.modify", "account.delete", "account.primary", "account.enable", "account.disable",
+         "account.reauth", "oauth.client.set", "oauth.client.delete",
          "signature.add", "signature.modify", "signature.delete", "signature.move", "signature.default"),
         "configure",
     ),

@@ -40,7 +40,6 @@ from typing import Any
 
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.providers import ProviderDatabase
-from bimmaild.accounts.secrets import account_key
 from bimmaild.accounts.service import AccountService
 from bimmaild.events import EventBus
 from bimmaild.protocol.errors import Conflict, InvalidParams, NotFound
@@ -153,14 +152,14 @@ class SendService:
         account = self.accounts.find(row["account_id"])
         message = await asyncio.to_thread(_read_message, Path(row["filename"]))
         del message["Bcc"]  # the envelope carries Bcc recipients; the transmitted header must not
-        slot = "smtp_password" if account.separate_auth else "password"
-        password = await self.accounts.secrets.get(account_key(account.secret_ref, slot))
         row = self._row(outbox_id)  # again, after the awaits: another caller may have taken it meanwhile
         if row["state"] not in DELIVERABLE:
             raise Conflict(f"outbox entry {outbox_id} is {row['state']}", field="id")
         self._update(outbox_id, state="sending", attempts=row["attempts"] + 1)
         try:
-            sent = await submit(account, password, message, json.loads(row["recipients"]), self.timeout)
+            sent = await submit(
+                account, self.accounts.credentials, message, json.loads(row["recipients"]), self.timeout
+            )
         except SubmissionFailed as exc:
             return self._failed(row, exc)
         except BaseException as exc:  # a bug or a cancellation mid-submission: the outcome is unknown

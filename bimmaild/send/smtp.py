@@ -22,8 +22,10 @@ import aiosmtplib
 from aiosmtplib.email import flatten_message
 
 from bimmaild import tls
+from bimmaild.accounts.credentials import Credentials
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.secrets import Secret
+from bimmaild.oauth.tokens import TokenProblem, reauth_hint
 
 EHLO_NAME = "[127.0.0.1]"
 # How aiosmtplib 5.x says that the server offers no STARTTLS; only the wording of our error
@@ -74,12 +76,12 @@ def _client(account: Account, timeout: float) -> aiosmtplib.SMTP:
 
 
 async def submit(
-    account: Account, password: Secret | None, message: EmailMessage, recipients: list[str], timeout: float
+    account: Account, credentials: Credentials, message: EmailMessage, recipients: list[str], timeout: float
 ) -> Submission:
     """Send ``message`` (its Bcc header already removed) to ``recipients``."""
     client = _client(account, timeout)
     try:
-        await _connect(client, account, password)
+        await _connect(client, account, credentials)
         data, options = await _flatten(client, account.email, recipients, message)
         try:
             errors, reply = await client.sendmail(account.email, recipients, data, mail_options=options)
@@ -145,20 +147,54 @@ async def _flatten(
     return data, options
 
 
-async def _connect(client: aiosmtplib.SMTP, account: Account, password: Secret | None) -> None:
+async def _connect(client: aiosmtplib.SMTP, account: Account, credentials: Credentials) -> None:
     await client.connect()
     if not account.smtp_auth:
         return
+    password = await _secret(credentials, account, renew=False)
     if password is None:
         raise SubmissionFailed("no SMTP password is stored for this account", temporary=False)
     await client.ehlo()
     mechanisms = client.server_auth_methods
     if not mechanisms:
         raise SubmissionFailed("the SMTP server offers no authentication on this connection", temporary=False)
+    if account.oauth:
+        await _login_oauth(client, account, credentials, password, mechanisms)
+        return
     method = client.auth_plain if "plain" in mechanisms else client.auth_login
     try:
         await method(account.smtp_user, password.reveal())
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise SubmissionFailed(
             f"SMTP login refused: {exc.code} {exc.message}", temporary=False, code=exc.code
+        ) from None
+
+
+async def _secret(credentials: Credentials, account: Account, *, renew: bool) -> Secret | None:
+    try:
+        return await credentials.secret(account, "smtp", renew=renew)
+    except TokenProblem as exc:  # the token endpoint down is temporary; a revoked grant is not
+        raise SubmissionFailed(exc.message, temporary=not exc.attention) from None
+
+
+async def _login_oauth(
+    client: aiosmtplib.SMTP, account: Account, credentials: Credentials, token: Secret, mechanisms: list[str]
+) -> None:
+    """AUTH XOAUTH2; a refused token gets one renewed token, then the refusal stands."""
+    if "xoauth2" not in mechanisms:
+        raise SubmissionFailed("the SMTP server offers no OAuth2 login (AUTH XOAUTH2)", temporary=False)
+    try:
+        await client.auth_xoauth2(account.smtp_user, token.reveal())
+        return
+    except aiosmtplib.SMTPAuthenticationError:
+        pass
+    renewed = await _secret(credentials, account, renew=True)
+    assert renewed is not None
+    try:
+        await client.auth_xoauth2(account.smtp_user, renewed.reveal())
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        raise SubmissionFailed(
+            f"SMTP refused the access token: {exc.code} {exc.message} ({reauth_hint(account)})",
+            temporary=False,
+            code=exc.code,
         ) from None

@@ -279,4 +279,26 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
     """,
     _owners,
+    # 7: OAuth2 sign-in.  An account logs in with a password or with OAuth2 tokens from an
+    # issuer (its refresh token is a secret, like a password).  Client registrations are per
+    # user; owner_uid -1 is one an administrator made for every user.  A preset issuer
+    # (google, microsoft) has its endpoints in code; another one carries them here.
+    """
+    ALTER TABLE accounts ADD COLUMN auth TEXT NOT NULL DEFAULT 'password' CHECK (auth IN ('password', 'oauth2'));
+    ALTER TABLE accounts ADD COLUMN oauth_issuer TEXT;
+    CREATE TABLE oauth_clients (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_uid   INTEGER NOT NULL,
+        issuer      TEXT NOT NULL,
+        client_id   TEXT NOT NULL,
+        secret_ref  TEXT,
+        auth_url    TEXT,
+        token_url   TEXT,
+        device_url  TEXT,
+        scopes      TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        UNIQUE (owner_uid, issuer)
+    );
+    """,
 )

@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from bimmaild import tls
+from bimmaild.accounts.credentials import Credentials
 from bimmaild.accounts.model import Account
-from bimmaild.accounts.secrets import SecretBackend, account_key
+from bimmaild.accounts.secrets import Secret
 from bimmaild.imap import mutf7
 from bimmaild.imap.connection import (
     AuthenticationFailed,
     CommandFailed,
     ImapConnection,
     ImapError,
+    LoginDisabled,
     StartTlsUnavailable,
 )
 from bimmaild.imap.parse import ListEntry
+from bimmaild.oauth.tokens import TokenProblem, reauth_hint
 from bimmaild.store import journal as journal_q
 from bimmaild.store.db import Database
 from bimmaild.sync import folder_list
@@ -75,10 +78,12 @@ class AccountResult:
         }
 
 
-async def connect(account: Account, secrets: SecretBackend, timeout: float) -> ImapConnection:
+async def connect(account: Account, credentials: Credentials, timeout: float) -> ImapConnection:
     """A logged-in connection to the account's IMAP server, or AccountUnavailable saying why."""
-    slot = "imap_password" if account.separate_auth else "password"
-    password = await secrets.get(account_key(account.secret_ref, slot))
+    try:
+        password = await credentials.secret(account, "imap")
+    except TokenProblem as exc:
+        raise AccountUnavailable(exc.message, attention=exc.attention) from None
     if password is None:
         raise AccountUnavailable("no IMAP password is stored (bimmailctl account modify)", attention=True)
     where = f"{account.imap_host}:{account.imap_port}"
@@ -95,12 +100,20 @@ async def connect(account: Account, secrets: SecretBackend, timeout: float) -> I
     except (OSError, ssl.SSLError, ImapError) as exc:  # socket.gaierror is an OSError
         raise AccountUnavailable(f"cannot reach {where}: {_describe(exc)}") from None
     try:
-        await conn.login(account.imap_user, password.reveal())
+        if account.oauth:
+            await _login_oauth(conn, account, credentials, password)
+        else:
+            await conn.login(account.imap_user, password.reveal())
     except AuthenticationFailed as exc:
         await conn.aclose()
-        raise AccountUnavailable(
-            f"IMAP login refused: {exc.text} (check with: bimmailctl account test)", attention=True
-        ) from None
+        hint = reauth_hint(account) if account.oauth else "check with: bimmailctl account test"
+        raise AccountUnavailable(f"IMAP login refused: {exc.text} ({hint})", attention=True) from None
+    except TokenProblem as exc:
+        await conn.aclose()
+        raise AccountUnavailable(exc.message, attention=exc.attention) from None
+    except LoginDisabled as exc:
+        await conn.aclose()
+        raise AccountUnavailable(f"IMAP login impossible: {exc}", attention=True) from None
     except (ImapError, OSError) as exc:
         await conn.aclose()
         raise AccountUnavailable(f"IMAP login failed: {_describe(exc)}") from None
@@ -117,6 +130,16 @@ async def personal_wire_name(conn: ImapConnection, entries: list[ListEntry], nam
     delimiter = delimiter or next((e.delimiter for e in entries if e.delimiter), None)
     local = name.replace("/", delimiter) if delimiter else name
     return prefix + mutf7.encode(local)
+
+
+async def _login_oauth(conn: ImapConnection, account: Account, credentials: Credentials, token: Secret) -> None:
+    """A refused token gets one renewed token (revoked early, clock skew); then it is refused."""
+    try:
+        await conn.login_oauth(account.imap_user, token.reveal())
+    except AuthenticationFailed:
+        renewed = await credentials.secret(account, "imap", renew=True)
+        assert renewed is not None
+        await conn.login_oauth(account.imap_user, renewed.reveal())
 
 
 def _describe(exc: BaseException) -> str:
@@ -161,7 +184,7 @@ class AccountSync:
         self,
         db: Database,
         account: Account,
-        secrets: SecretBackend,
+        credentials: Credentials,
         mail_root: Path,
         *,
         timeout: float,
@@ -173,7 +196,7 @@ class AccountSync:
         self.reporter = reporter or Reporter()
         self.db = db
         self.account = account
-        self.secrets = secrets
+        self.credentials = credentials
         self.mail_root = mail_root
         self.timeout = timeout
         self.reconciled = reconciled
@@ -183,7 +206,7 @@ class AccountSync:
     async def run(self) -> AccountResult:
         result = AccountResult(self.account.id, self.account.name)
         try:
-            conn = await connect(self.account, self.secrets, self.timeout)
+            conn = await connect(self.account, self.credentials, self.timeout)
         except AccountUnavailable as exc:
             result.state = "needs-attention" if exc.attention else "error"
             result.error = exc.message

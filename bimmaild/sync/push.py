@@ -105,7 +105,7 @@ class PushService:
     async def _session(self, account_id: int) -> None:
         account = self.accounts.find(account_id)
         live = self.activity.of(account_id)
-        conn: ImapConnection = await connect(account, self.accounts.secrets, self.sync.timeout)
+        conn: ImapConnection = await connect(account, self.accounts.credentials, self.sync.timeout)
         done = False
         try:
             if "IDLE" not in conn.capabilities:

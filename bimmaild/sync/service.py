@@ -179,7 +179,7 @@ class SyncService:
             live.fetching = True
             self._state(account, "fetching", None)
         sync = AccountSync(
-            self.db, account, self.accounts.secrets, self.mail_root, timeout=self.timeout,
+            self.db, account, self.accounts.credentials, self.mail_root, timeout=self.timeout,
             reconciled=self._reconciled, confirm_removals=confirm_removals, only_roles=only_roles,
             reporter=EventReporter(account, self.events, self.activity),
         )  # fmt: skip

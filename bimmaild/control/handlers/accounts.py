@@ -22,6 +22,7 @@ class AccountHandlers:
         router.register("account.primary", self.primary)
         router.register("account.enable", self.enable)
         router.register("account.disable", self.disable)
+        router.register("account.reauth", self.reauth)
 
     async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
         return [await self.service.public(a) for a in self.service.all(session.uid)]
@@ -60,3 +61,7 @@ class AccountHandlers:
     async def disable(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         account = await self.service.set_enabled(params["account"], False, session.uid)
         return {"account": await self.service.public(account)}
+
+    async def reauth(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
+        account, notes = await self.service.reauth(params["account"], params["flow"], session.uid)
+        return {"account": await self.service.public(account), "notes": notes}

@@ -72,7 +72,7 @@ class SyncHandlers:
     async def _refresh(self, account: Account) -> str | None:
         """The server's folder list (the trash folder created if missing); the reason when offline."""
         try:
-            conn = await connect(account, self.accounts.secrets, self.sync.timeout)
+            conn = await connect(account, self.accounts.credentials, self.sync.timeout)
         except AccountUnavailable as exc:
             return exc.message
         try:
