@@ -121,6 +121,7 @@ def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
         [
             ("address", account["email"]),
             ("login", "separate for IMAP and SMTP" if account["separate_auth"] else account["login"]),
+            ("signs in with", _auth_line(account)),
             ("IMAP", _server_line(account["imap"], smtp=False)),
             ("SMTP", _server_line(account["smtp"], smtp=True)),
             ("TLS CA file", account["tls_ca_file"]),
@@ -134,6 +135,14 @@ def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
         ],
         out,
     )
+
+
+def _auth_line(account: dict[str, Any]) -> str:
+    oauth = account.get("oauth")
+    if account.get("auth") != "oauth2" or not oauth:
+        return "password"
+    signed = "signed in" if oauth["signed_in"] else "not signed in: bimmailctl account reauth"
+    return f"OAuth2 ({oauth['issuer']}, {signed})"
 
 
 def _state_line(status: dict[str, Any]) -> str:

@@ -19,9 +19,15 @@ import pytest
 from bimmailctl.client import Client
 from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
 from tests.servers.dovecot import Dovecot, ImapUser
-from tests.servers.fixtures import mail_servers, smtp_server
+from tests.servers.fixtures import mail_servers, oauth_dovecot, oauth_server, oauth_servers, smtp_server
 
-__all__ = ["mail_servers", "smtp_server"]  # fixtures defined with the servers, registered here
+__all__ = [
+    "mail_servers",
+    "oauth_dovecot",
+    "oauth_server",
+    "oauth_servers",
+    "smtp_server",
+]  # fixtures defined with the servers, registered here
 
 
 @pytest.fixture

@@ -21,6 +21,15 @@ Misbehaviour on demand: ``stop()`` / ``start()`` (same ports), ``crash()``
 (every process killed, sessions under way included), ``kick(user)`` drops a
 user's connections.  Options (e.g. capabilities) come from
 ``extra_config``.
+
+OAuth2 (``oauth2_introspection_url``): IMAP also offers ``AUTHENTICATE XOAUTH2``
+and ``OAUTHBEARER`` (RFC 7628), judged by Dovecot's own ``oauth2`` passdb, which
+POSTs each token to that introspection endpoint (``tests.servers.oauth``) and
+accepts it when the answer says ``"active": true`` with the login as
+``username``.  Password users keep PLAIN/LOGIN: each passdb is limited to its
+mechanisms.  Homes still come from the passwd-file userdb, so OAuth users are
+ordinary ``add_user()`` users whose password is simply not used.  The auth
+cache is off (the default, written out): a revoked token is refused at once.
 """
 
 from __future__ import annotations
@@ -123,10 +132,14 @@ class ImapUser:
 class Dovecot:
     """One Dovecot instance; see the module docstring."""
 
-    def __init__(self, base: Path, tls: TlsMaterial, extra_config: str = "") -> None:
+    def __init__(
+        self, base: Path, tls: TlsMaterial, extra_config: str = "", oauth2_introspection_url: str | None = None
+    ) -> None:
         self.base = base
         self.tls = tls
         self.extra_config = extra_config
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_conf = base / "dovecot-oauth2.conf.ext"
         self.ports = {name: _free_port(address) for name, address in LISTENERS.items()}
         self.users_file = base / "users"
         self.mail_root = base / "home"
@@ -137,7 +150,7 @@ class Dovecot:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, extra_config: str = "") -> Iterator[Dovecot]:
+    def running(cls, extra_config: str = "", oauth2_introspection_url: str | None = None) -> Iterator[Dovecot]:
         if not Path(DOVECOT).exists():
             raise DovecotUnavailable(
                 "dovecot is not installed; run the README's test command as root (it installs "
@@ -146,7 +159,7 @@ class Dovecot:
         # Short path: Dovecot puts its Unix sockets under base_dir (108-byte limit).
         base = Path(tempfile.mkdtemp(prefix="bmdv-", dir="/tmp"))
         base.chmod(0o755)
-        server = cls(base, make_tls(base / "tls"), extra_config)
+        server = cls(base, make_tls(base / "tls"), extra_config, oauth2_introspection_url)
         try:
             server.start()
             yield server
@@ -176,6 +189,15 @@ class Dovecot:
 
     def _config(self) -> str:
         root = os.getuid() == 0
+        oauth2 = self.oauth2_introspection_url is not None
+        # Each passdb sees only its own mechanisms: a token is never compared with a password,
+        # and a password never sent to the introspection endpoint.
+        passwd_mechanisms = "\n  mechanisms = plain login" if oauth2 else ""
+        oauth2_passdb = (
+            f"\npassdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {self.oauth2_conf}\n}}"
+            if oauth2
+            else ""
+        )
         internal = "dovecot" if root else _user_name()
         login_user = "dovenull" if root else _user_name()
         mailboxes = "\n".join(
@@ -199,8 +221,10 @@ ssl_cert = <{self.tls.cert_file}
 ssl_key = <{self.tls.key_file}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {"plain login xoauth2 oauthbearer" if oauth2 else "plain login"}
 auth_failure_delay = 0
+# No auth cache (Dovecot's default, stated): a token revoked or expired is refused at the next login.
+auth_cache_size = 0
 # No auth penalty (2-15 s after each failure from an IP): wrong-password tests must not slow
 # every later login.  The auth process disables it when it cannot reach this socket.
 service anvil {{
@@ -215,8 +239,8 @@ first_valid_uid = {min(self.mail_uid, 100)}
 mail_location = maildir:~/Maildir
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.users_file}
-}}
+  args = scheme=PLAIN username_format=%u {self.users_file}{passwd_mechanisms}
+}}{oauth2_passdb}
 userdb {{
   driver = passwd-file
   args = username_format=%u {self.users_file}
@@ -235,6 +259,24 @@ namespace inbox {{
 {self.extra_config}
 """
 
+    @staticmethod
+    def _oauth2_config(introspection_url: str) -> str:
+        """The oauth2 passdb's settings (args file): introspection only, no tokeninfo URL.
+
+        With ``tokeninfo_url`` empty Dovecot 2.3 goes straight to introspection.  ``post`` sends
+        ``token=…&client_id=&client_secret=`` as a form.  The answer is judged field by field:
+        ``active`` must be ``true`` when present (else: failed login), ``username`` must be there
+        (else: internal failure, ``NO [UNAVAILABLE]``) and equal the SASL user after ``%Lu``.
+        """
+        return f"""# Written by tests/servers/dovecot.py
+introspection_url = {introspection_url}
+introspection_mode = post
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
     # -- process control -----------------------------------------------------
 
     def start(self) -> None:
@@ -245,6 +287,9 @@ namespace inbox {{
         if not self.users_file.exists():
             self._write_pool(USER_POOL)
         self.users_file.chmod(0o644)
+        if self.oauth2_introspection_url is not None:
+            self.oauth2_conf.write_text(self._oauth2_config(self.oauth2_introspection_url))
+            self.oauth2_conf.chmod(0o644)  # read by the auth process, which runs as dovecot
         conf = self.base / "dovecot.conf"
         conf.write_text(self._config())
         self._process = subprocess.Popen(

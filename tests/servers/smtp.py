@@ -11,6 +11,10 @@ adds what tests need to steer it at run time, from the test itself:
   accounts and for "STARTTLS expected but not offered");
 - AUTH PLAIN and LOGIN against ``users``; ``auth_required``, ``refuse`` (per
   recipient) and ``refuse_data`` switch the server's answers between two sends;
+- with ``oauth`` (a ``tests.servers.oauth.OAuthServer``), AUTH XOAUTH2 and
+  OAUTHBEARER too, the bearer token judged by that server as Gmail would: 235,
+  or a 334 challenge carrying a base64 JSON error that the client must answer
+  (an empty line) before the 535;
 - a record of every accepted message (``deliveries``) and of every AUTH attempt,
   plus ``wait_for_deliveries`` so that tests await instead of sleeping;
   ``hold_data`` delays the answer to a message already recorded;
@@ -25,18 +29,21 @@ without locks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email
 import email.message
 import email.policy
+import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from tests.servers.oauth import OAuthServer
 from tests.servers.tls import TlsMaterial
 
 PortKind = Literal["ssl", "starttls", "plain"]
@@ -44,6 +51,11 @@ PORT_KINDS: tuple[PortKind, ...] = ("ssl", "starttls", "plain")
 
 HOST = "127.0.0.1"
 AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
+# Gmail's answers to a bad token: the challenge's JSON, then (after the client's empty line) the refusal.
+XOAUTH2_ERROR = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+OAUTHBEARER_ERROR = {"status": "invalid_token", "schemes": "bearer", "scope": "https://mail.google.com/"}
+OAUTH_REFUSED_REPLY = "535 5.7.8 Username and Password not accepted (invalid or expired OAuth2 token)"
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +81,8 @@ class Delivery:
 class AuthAttempt:
     """One AUTH command that reached the credential check (the password is not kept)."""
 
-    login: str
-    mechanism: str  # "PLAIN" or "LOGIN"
+    login: str  # for XOAUTH2/OAUTHBEARER: the user the client named (the token is not kept)
+    mechanism: str  # "PLAIN", "LOGIN", "XOAUTH2" or "OAUTHBEARER"
     success: bool
     port_kind: PortKind
 
@@ -152,6 +164,47 @@ class _Handler:
         # auth_data becomes session.auth_data, where handle_DATA finds the login.
         return AuthResult(success=success, handled=False, auth_data=login if success else None)
 
+    # aiosmtpd offers every ``auth_<MECH>`` method of the handler as a mechanism; without an
+    # OAuthServer these two are excluded when the listener starts (``auth_exclude_mechanism``).
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """Google's XOAUTH2: ``user=<login>^Aauth=Bearer <token>^A^A``, base64."""
+        return await self._bearer(server, args, "XOAUTH2", XOAUTH2_ERROR)
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        """RFC 7628: ``n,a=<login>,^Ahost=…^Aport=…^Aauth=Bearer <token>^A^A``, base64."""
+        return await self._bearer(server, args, "OAUTHBEARER", OAUTHBEARER_ERROR)
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str, error: dict[str, str]) -> AuthResult:
+        oauth = self._owner.oauth
+        assert oauth is not None  # else the mechanism is not offered
+        if len(args) == 1:
+            response = await server.challenge_auth("")  # "334 " then the client's initial response
+            if response is MISSING:
+                return AuthResult(success=False, handled=True)  # aiosmtpd answered the "*" or bad base64
+        else:
+            try:
+                response = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parsed = _parse_bearer(response, mechanism)
+        if parsed is None:
+            await server.push("501 5.5.2 Malformed " + mechanism + " initial response")
+            return AuthResult(success=False, handled=True)
+        user, token = parsed
+        owner = oauth.check(token)
+        success = owner is not None and owner.lower() == user.lower()
+        self._owner.auth_attempts.append(AuthAttempt(user, mechanism, success, self._kind))
+        if success:
+            return AuthResult(success=True, handled=False, auth_data=user)
+        # RFC 7628 §3.2.2 / Gmail: the error travels in a challenge; the client answers it (an
+        # empty line, or a single ^A for OAUTHBEARER), and only then comes the refusal.
+        answer = await server.challenge_auth(json.dumps(error, separators=(",", ":")))
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False, message=OAUTH_REFUSED_REPLY)
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -215,8 +268,16 @@ class SmtpServer:
     the test at any time; the next command sees the new value.
     """
 
-    def __init__(self, tls: TlsMaterial, *, users: Mapping[str, str] | None = None, auth_required: bool = True) -> None:
+    def __init__(
+        self,
+        tls: TlsMaterial,
+        *,
+        users: Mapping[str, str] | None = None,
+        auth_required: bool = True,
+        oauth: OAuthServer | None = None,
+    ) -> None:
         self.tls = tls
+        self.oauth = oauth  # when given (before the listeners start): XOAUTH2 and OAUTHBEARER offered
         self.host = HOST
         self.hostname = "smtp.test"  # greeting and EHLO name; given, so aiosmtpd skips socket.getfqdn()
         self.ports: dict[PortKind, int] = {}
@@ -239,9 +300,14 @@ class SmtpServer:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(
-        cls, tls: TlsMaterial, *, users: Mapping[str, str] | None = None, auth_required: bool = True
+        cls,
+        tls: TlsMaterial,
+        *,
+        users: Mapping[str, str] | None = None,
+        auth_required: bool = True,
+        oauth: OAuthServer | None = None,
     ) -> AsyncIterator[SmtpServer]:
-        server = cls(tls, users=users, auth_required=auth_required)
+        server = cls(tls, users=users, auth_required=auth_required, oauth=oauth)
         try:
             for kind in PORT_KINDS:
                 await server.start_listener(kind)
@@ -301,6 +367,7 @@ class SmtpServer:
             # on with auth_require_tls off would also raise a UserWarning.)
             "auth_required": False,
             "loop": loop,  # else aiosmtpd looks the loop up through asyncio.get_event_loop()
+            "auth_exclude_mechanism": () if self.oauth is not None else OAUTH_MECHANISMS,
         }
         server_ssl: ssl.SSLContext | None = None
         if kind == "ssl":
@@ -327,6 +394,30 @@ class SmtpServer:
         await _settle(leftovers)
 
 
+def _parse_bearer(response: bytes, mechanism: str) -> tuple[str, str] | None:
+    """(user, token) of an XOAUTH2 or OAUTHBEARER initial response; None when malformed."""
+    try:
+        text = response.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields = text.split("\x01")
+    user: str | None = None
+    if mechanism == "OAUTHBEARER":
+        # GS2 header "n,a=<authzid>," (RFC 5801: "=2C" is a comma, "=3D" an equals sign).
+        for part in fields[0].split(","):
+            if part.startswith("a="):
+                user = part[2:].replace("=2C", ",").replace("=3D", "=")
+    token: str | None = None
+    for item in fields[1:] if mechanism == "OAUTHBEARER" else fields:
+        if item.startswith("user=") and mechanism == "XOAUTH2":
+            user = item[5:]
+        elif item[:12].lower() == "auth=bearer ":
+            token = item[12:]
+    if not user or not token:
+        return None
+    return user, token
+
+
 def _abort(transport: asyncio.BaseTransport) -> None:
     if isinstance(transport, asyncio.Transport):
         transport.abort()
@@ -342,4 +433,13 @@ async def _settle(connections: list[_Connection]) -> None:
     await asyncio.sleep(0)
 
 
-__all__ = ["HOST", "PORT_KINDS", "AuthAttempt", "Delivery", "PortKind", "SmtpServer"]
+__all__ = [
+    "HOST",
+    "OAUTH_MECHANISMS",
+    "OAUTH_REFUSED_REPLY",
+    "PORT_KINDS",
+    "AuthAttempt",
+    "Delivery",
+    "PortKind",
+    "SmtpServer",
+]
