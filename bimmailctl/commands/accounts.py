@@ -288,6 +288,8 @@ async def cmd_show(client: Client, args: argparse.Namespace) -> int:
 async def cmd_add(client: Client, args: argparse.Namespace) -> int:
     params = _settings(args, for_add=True)
     params["test"] = not args.no_test
+    if args.auth is None and not _password_given(args) and await _oauth_only(client, args):
+        args.auth = params["auth"] = "oauth2"
     if args.auth == "oauth2":
         await _oauth_sign_in(client, args, params, {"email": params["email"]})
     else:
@@ -296,11 +298,27 @@ async def cmd_add(client: Client, args: argparse.Namespace) -> int:
     return _show_result(args, await client.call("account.add", params), "added")
 
 
+def _password_given(args: argparse.Namespace) -> bool:
+    return bool(args.password_stdin or args.password_file or args.imap_password_file or args.smtp_password_file)
+
+
+async def _oauth_only(client: Client, args: argparse.Namespace) -> bool:
+    """The provider takes no password (Outlook.com, Microsoft 365): sign in rather than prompt."""
+    if args.provider:
+        provider = await client.call("provider.show", {"provider": args.provider})
+    else:
+        provider = (await client.call("provider.lookup", {"email": args.email}))["provider"]
+    if provider is None or provider["auth"] != ["oauth2"]:
+        return False
+    print(f"{provider['name']} takes no password: signing in with OAuth2", file=sys.stderr)
+    return True
+
+
 async def _oauth_sign_in(
     client: Client, args: argparse.Namespace, params: dict[str, Any], begin: dict[str, Any]
 ) -> None:
     """Sign in first (the daemon keeps the tokens), then the add or modify takes them (oauth.flow)."""
-    if args.password_stdin or args.password_file or args.imap_password_file or args.smtp_password_file:
+    if _password_given(args):
         raise UsageError("an OAuth2 account has no password: leave out the password options")
     if args.oauth_issuer:
         begin["issuer"] = args.oauth_issuer

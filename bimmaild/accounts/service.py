@@ -145,6 +145,7 @@ class AccountService:
         run_test = bool(flat.pop("test", False))
         flow_id = flat.pop("oauth_flow", None)
         self._check_files(flat, owner)  # before validation opens the file
+        flat["has_password"] = bool(passwords)
         settings, provider, notes = self._new_settings(flat)
         model.check_passwords(settings, passwords, have=set())
         self._check_name_free(settings["name"], None, owner)  # before a test that takes seconds
@@ -208,6 +209,7 @@ class AccountService:
         secrets: dict[str, Secret | None] = {slot: Secret(value) for slot, value in passwords.items()}
         token_step: Step | None = None
         if ref is None:
+            flat["has_password"] = bool(passwords)
             settings, provider, notes = self._new_settings(flat)
             if flow_id:
                 secrets["password"] = self._sign_in(flow_id, owner, settings).done.result().access_token
@@ -252,7 +254,10 @@ class AccountService:
         for key in ("login", "imap_login", "smtp_login", "tls_ca_file"):
             flat.setdefault(key, None)
         flat.setdefault("separate_auth", False)
-        flat.setdefault("auth", "password")
+        if flat.get("auth") is None:  # a provider that takes no password at all signs in (Outlook.com)
+            oauth_only = provider is not None and provider.auth == ("oauth2",) and not flat.get("has_password")
+            flat["auth"] = "oauth2" if oauth_only else "password"
+        flat.pop("has_password", None)
         flat.setdefault("oauth_issuer", None)
         self._check_issuer(flat, provider.id if provider else None)
         settings = model.normalize(flat)

@@ -114,9 +114,14 @@ def account_fields(*, for_add: bool) -> tuple[Param, ...]:
         Param(
             "auth",
             "str",
-            "How the account logs in: password, or oauth2 (tokens from a sign-in: oauth.begin, oauth.wait).",
+            "How the account logs in: password, or oauth2 (tokens from a sign-in: oauth.begin, oauth.wait)"
+            + (
+                "; add: oauth2 when the provider preset takes nothing else (Outlook.com, Microsoft 365) and no "
+                "password is given, else password."
+                if for_add
+                else "."
+            ),
             choices=AUTH_CHOICES,
-            **_d(for_add, "password"),
         ),
         Param(
             "oauth",

@@ -283,3 +283,53 @@ async def ctl(socket: str, *args: str, browser: bool = False) -> tuple[int, str,
     out, rest = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), "".join(err_lines) + rest.decode()
+
+
+async def test_oauth_only_provider_defaults_to_oauth2(client: Client) -> None:
+    """Outlook.com takes no password: without one, the account signs in (to be done: reauth)."""
+    params = {"name": "Hotmail", "email": "jean@outlook.com", "test": False}
+    added = await client.call("account.add", params)
+    assert added["account"]["auth"] == "oauth2"
+    assert added["account"]["oauth"] == {"issuer": "microsoft", "signed_in": False}
+    assert any("not signed in yet" in n for n in added["notes"])
+    with_password = await client.call("account.add", {**params, "name": "Old", "password": "app-pw"})
+    assert with_password["account"]["auth"] == "password" and with_password["account"]["oauth"] is None
+    gmail = await client.call("account.add", {"name": "G", "email": "jean@gmail.com", "test": False, "password": "x"})
+    assert gmail["account"]["auth"] == "password"
+    with pytest.raises(InvalidParams) as err:  # Gmail's issuer is a preset, but a password is no token
+        await client.call("account.add", {"name": "G2", "email": "j@gmail.com", "test": False, "auth": "oauth2",
+                                          "password": "x"})  # fmt: skip
+    assert err.value.field == "password"
+    with pytest.raises(InvalidParams) as err:
+        await client.call("account.add", {**params, "name": "X", "email": "x@example.org", "auth": "oauth2",
+                                          "imap": {"host": "imap.example.org"}, "smtp": {"host": "smtp.example.org"}})  # fmt: skip
+    assert err.value.field == "oauth.issuer", "no preset issuer for this domain"
+
+
+async def test_switching_between_password_and_oauth2(client: Client, oauth_servers: OAuthServers) -> None:
+    servers = oauth_servers
+    await add(client, servers)
+    with pytest.raises(InvalidParams) as err:
+        await client.call("account.modify", {"account": "Work", "auth": "password"})
+    assert err.value.field == "password"
+    modified = await client.call(
+        "account.modify", {"account": "Work", "auth": "password", "password": servers.user.password}
+    )
+    assert modified["account"]["auth"] == "password" and modified["account"]["imap"]["password_set"]
+    assert (await fetch(client))["state"] == "ok"
+    with pytest.raises(InvalidParams) as err:
+        await client.call("account.modify", {"account": "Work", "auth": "oauth2", "oauth": {"issuer": ISSUER}})
+    assert err.value.field == "oauth.flow"
+    flow = await sign_in(client, servers, account="Work", issuer=ISSUER)
+    reauth = await client.call("account.reauth", {"account": "Work", "flow": flow})
+    account = reauth["account"]
+    assert account["auth"] == "oauth2" and account["oauth"]["signed_in"] and not account["imap"]["password_set"]
+    assert (await fetch(client))["state"] == "ok"
+
+
+async def test_ctl_signs_in_for_an_oauth_only_provider(daemon: RunningDaemon) -> None:
+    """No --auth and no password for an Outlook.com address: the ctl goes for the sign-in, and
+    says what is missing (the client registration) rather than prompting for a useless password."""
+    code, _, err = await ctl(str(daemon.socket_path), "account", "add", "--name", "H", "--email", "j@outlook.com")
+    assert code == 2 and "takes no password: signing in with OAuth2" in err, err
+    assert "oauth client set microsoft --client-id" in err
