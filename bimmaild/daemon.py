@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bimmaild import __version__, systemd
+from bimmaild import __version__, config, systemd
 from bimmaild.accounts.providers import ProviderDatabase
 from bimmaild.accounts.providers import load_default as load_providers
 from bimmaild.accounts.secrets import choose_backend, open_backend
@@ -42,16 +42,18 @@ from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
 from bimmaild.control.server import ControlServer, SharedSocket, StartupError, ensure_private_dir
 from bimmaild.events import EventBus
+from bimmaild.notifier import Notifier, status_line
 from bimmaild.oauth.clients import Clients
 from bimmaild.oauth.signin import SignIns
 from bimmaild.oauth.tokens import TokenService
 from bimmaild.projects import Projects
 from bimmaild.protocol.methods import METHODS_BY_NAME
-from bimmaild.scheduler import OUTBOX_JOB, Scheduler
+from bimmaild.scheduler import DEFAULT_INTERVAL_MINUTES, OUTBOX_JOB, Scheduler
 from bimmaild.send.service import SendService
 from bimmaild.send.signatures import Signatures
 from bimmaild.store import settings
 from bimmaild.store.db import Database, SchemaTooNew
+from bimmaild.sync.planner import DEFAULT_SAFETY, SafetyStop
 from bimmaild.sync.push import PushService
 from bimmaild.sync.service import TRASH_AND_SENT, SyncService
 from bimmaild.sync.trash import Trash
@@ -81,6 +83,9 @@ class DaemonConfig:
     socket_group: str | None = None  # system mode: only this group may connect (0660), else everyone (0666)
     default_may_configure: bool = True  # a new user's right to configure their accounts
     inherited_socket: socket.socket | None = None
+    # Config file settings (bimmaild.config); those two change on SIGHUP too.
+    fetch_interval_minutes: int = DEFAULT_INTERVAL_MINUTES
+    safety: SafetyStop = DEFAULT_SAFETY
 
 
 @contextlib.contextmanager
@@ -116,13 +121,38 @@ class Daemon:
 
     async def run(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            await self._start(stack)
+            await self._start(stack)  # the store migrated, the socket accepting
+            accounts, activity = self.accounts, self.accounts.activity
+            assert activity is not None
+            notifier = Notifier(lambda: status_line(accounts, activity), systemd.watchdog_seconds())
+            systemd.notify(f"READY=1\nSTATUS={status_line(accounts, activity)}")
+            notifier.start()
+            stack.push_async_callback(notifier.aclose)
             self.ready.set()
-            systemd.notify("READY=1\nSTATUS=serving " + str(self.config.socket_path))
             log.info("bimmaild %s ready on %s", __version__, self.config.socket_path)
             await self._stop.wait()
-            systemd.notify("STOPPING=1")
+            systemd.notify("STOPPING=1\nSTATUS=stopping")
             log.info("bimmaild stopping")
+
+    def reload(self, settings: config.Effective) -> None:
+        """SIGHUP: apply the config file's reloadable settings; say which others wait for a restart."""
+        if not self.ready.is_set():
+            log.warning("config reload ignored: the daemon is still starting")
+            return
+        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        if settings["fetch_interval_minutes"] != self.scheduler.default_interval_minutes:
+            self.scheduler.default_interval_minutes = settings["fetch_interval_minutes"]
+            self.scheduler.apply(reschedule=True)
+        self.sync.safety = SafetyStop(settings["safety_stop_share"], settings["safety_stop_minimum"])
+        running = {
+            "socket": self.config.socket_path, "data_dir": self.config.data_dir,
+            "secret_backend": self.config.secret_backend, "connect_timeout": self.config.connect_timeout,
+        }  # fmt: skip
+        waiting = [name for name, value in running.items() if settings[name] != value]
+        if waiting:
+            log.warning("config: %s changed; takes effect at the next start", ", ".join(waiting))
+        log.info("config reloaded from %s (log level %s)", settings.path, settings["log_level"])
+        systemd.notify("READY=1")
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         data_dir = self.config.data_dir
@@ -150,6 +180,7 @@ class Daemon:
         accounts = AccountService(
             db, secrets, data_dir / "mail", events, providers, limits, TokenService(clients, secrets), sign_ins
         )
+        self.accounts = accounts
         await accounts.sweep()
         users = Users(
             db,
@@ -197,7 +228,12 @@ class Daemon:
         accounts.before_delete = sync.cancel
         accounts.after_add = sync.start
         stack.push_async_callback(sync.close)
-        self.scheduler = Scheduler(db, accounts, sync, activity, trash_mirror_seconds=self.config.trash_mirror_seconds)
+        sync.safety = self.config.safety
+        self.sync = sync
+        self.scheduler = Scheduler(
+            db, accounts, sync, activity, trash_mirror_seconds=self.config.trash_mirror_seconds,
+            default_interval_minutes=self.config.fetch_interval_minutes,
+        )  # fmt: skip
         self.scheduler.start()
         stack.callback(self.scheduler.shutdown)
         events.subscribe(self.scheduler)

@@ -62,7 +62,10 @@ class Scheduler:
         activity: Activity,
         *,
         trash_mirror_seconds: float,
+        default_interval_minutes: int = DEFAULT_INTERVAL_MINUTES,
     ) -> None:
+        # The interval until one is set with automation.set (from the daemon's config file).
+        self.default_interval_minutes = default_interval_minutes
         self.db = db
         self.accounts = accounts
         self.sync = sync
@@ -97,7 +100,7 @@ class Scheduler:
 
     @property
     def interval_minutes(self) -> int:
-        return int(settings.read(self.db.conn, "automation_interval_minutes") or DEFAULT_INTERVAL_MINUTES)
+        return int(settings.read(self.db.conn, "automation_interval_minutes") or self.default_interval_minutes)
 
     def info(self) -> dict[str, Any]:
         runs = [

@@ -16,10 +16,27 @@ log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
 
 
+def notify_socket() -> str | None:
+    address = os.environ.get("NOTIFY_SOCKET")
+    return address if address and address[0] in "/@" else None
+
+
+def watchdog_seconds() -> float | None:
+    """The watchdog period systemd asks for (sd_watchdog_enabled semantics), or None."""
+    try:
+        pid = os.environ.get("WATCHDOG_PID")
+        if pid is not None and int(pid) != os.getpid():
+            return None
+        usec = int(os.environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    return usec / 1_000_000 if usec > 0 else None
+
+
 def notify(state: str) -> bool:
     """Send e.g. "READY=1" to systemd; False when not running under a notify service."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address or address[0] not in "/@":
+    address = notify_socket()
+    if address is None:
         return False
     if address[0] == "@":
         address = "\0" + address[1:]  # abstract namespace

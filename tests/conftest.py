@@ -9,6 +9,7 @@ talk to it only through the real socket: ``bimmailctl.Client`` or the
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,19 @@ __all__ = [
     "oauth_servers",
     "smtp_server",
 ]  # fixtures defined with the servers, registered here
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Daemons started as processes read config.toml from the user config dir: never the
+    developer's own (platformdirs follows $XDG_CONFIG_HOME)."""
+    previous = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
 
 
 @pytest.fixture

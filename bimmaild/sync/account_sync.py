@@ -39,6 +39,7 @@ from bimmaild.store.db import Database
 from bimmaild.sync import folder_list
 from bimmaild.sync.folder_sync import FolderResult, FolderSync
 from bimmaild.sync.operations import Operations
+from bimmaild.sync.planner import DEFAULT_SAFETY, SafetyStop
 from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
@@ -200,9 +201,11 @@ class AccountSync:
         timeout: float,
         reconciled: set[int],
         confirm_removals: bool,
+        safety: SafetyStop = DEFAULT_SAFETY,
         only_roles: frozenset[str] | None = None,
         reporter: Reporter | None = None,
     ) -> None:
+        self.safety = safety
         self.reporter = reporter or Reporter()
         self.db = db
         self.account = account
@@ -257,7 +260,7 @@ class AccountSync:
             sync = FolderSync(
                 self.db, conn, self.account.id, row, account_dir / row["maildir"],
                 reconcile=row["id"] not in self.reconciled, confirm_removals=self.confirm_removals,
-                reporter=self.reporter,
+                safety=self.safety, reporter=self.reporter,
             )  # fmt: skip
             try:
                 result.folders.append(await sync.run())

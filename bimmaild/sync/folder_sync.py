@@ -83,8 +83,10 @@ class FolderSync:
         *,
         reconcile: bool,
         confirm_removals: bool,
+        safety: planner.SafetyStop = planner.DEFAULT_SAFETY,
         reporter: Reporter | None = None,
     ) -> None:
+        self.safety = safety
         self.db = db
         self.reporter = reporter or Reporter()
         self.fresh = False
@@ -370,7 +372,7 @@ class FolderSync:
         gone = [uid for uid in indexed if uid not in present]
         if not gone:
             return True
-        if planner.is_mass_removal(len(indexed), len(gone)) and not self.confirm_removals:
+        if planner.is_mass_removal(len(indexed), len(gone), self.safety) and not self.confirm_removals:
             self.result.attention = (
                 f"{self.name}: the server no longer has {len(gone)} of the {len(indexed)} local messages; "
                 "nothing was removed locally (confirm with: bimmailctl fetch --confirm-deletions)"

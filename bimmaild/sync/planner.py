@@ -65,8 +65,19 @@ def may_have_removals(local_count: int, new_count: int, exists: int | None) -> b
     return exists is None or exists != local_count + new_count
 
 
-def is_mass_removal(local_count: int, removing: int) -> bool:
-    return removing > MIN_MASS_REMOVAL and removing > MASS_REMOVAL_SHARE * local_count
+@dataclass(frozen=True)
+class SafetyStop:
+    """When a fetch stops instead of removing local copies (the daemon's config can change it)."""
+
+    share: float = MASS_REMOVAL_SHARE
+    minimum: int = MIN_MASS_REMOVAL
+
+
+DEFAULT_SAFETY = SafetyStop()
+
+
+def is_mass_removal(local_count: int, removing: int, safety: SafetyStop = DEFAULT_SAFETY) -> bool:
+    return removing > safety.minimum and removing > safety.share * local_count
 
 
 @dataclass(frozen=True)

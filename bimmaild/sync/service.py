@@ -25,6 +25,7 @@ from bimmaild.events import EventBus
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
 from bimmaild.sync.account_sync import AccountResult, AccountSync
+from bimmaild.sync.planner import DEFAULT_SAFETY
 from bimmaild.sync.reporting import Reporter
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class SyncService:
         self.events = events
         self.timeout = timeout
         self.activity = activity or Activity()
+        self.safety = DEFAULT_SAFETY  # the daemon's config sets it (and SIGHUP changes it)
         self._failures: dict[int, tuple[int, float]] = {}  # account -> (consecutive errors, when the last ended)
         self._running: dict[int, asyncio.Task[AccountResult]] = {}
         self._mirrors: dict[int, asyncio.Task[None]] = {}
@@ -180,7 +182,7 @@ class SyncService:
             self._state(account, "fetching", None)
         sync = AccountSync(
             self.db, account, self.accounts.credentials, self.mail_root, timeout=self.timeout,
-            reconciled=self._reconciled, confirm_removals=confirm_removals, only_roles=only_roles,
+            reconciled=self._reconciled, confirm_removals=confirm_removals, safety=self.safety, only_roles=only_roles,
             reporter=EventReporter(account, self.events, self.activity),
         )  # fmt: skip
         try:

@@ -64,11 +64,17 @@ def notify_socket(short_dir: Path) -> Iterator[Notifications]:
 
 @asynccontextmanager
 async def bimmaild(
-    sock_path: Path, data_dir: Path, notify: Notifications, *argv_prefix: str, pass_fds: tuple[int, ...] = ()
+    sock_path: Path,
+    data_dir: Path,
+    notify: Notifications,
+    *argv_prefix: str,
+    pass_fds: tuple[int, ...] = (),
+    extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> AsyncIterator[Proc]:
     log = data_dir.parent / f"{data_dir.name}.log"
     notify.seen.clear()  # only this process's READY counts
-    env = {**os.environ, "NOTIFY_SOCKET": notify.sock.getsockname()}
+    env = {**os.environ, "NOTIFY_SOCKET": notify.sock.getsockname(), **(extra_env or {})}
     args = [
         BIMMAILD,
         "--socket",
@@ -79,6 +85,7 @@ async def bimmaild(
         "debug",
         "--secret-backend",
         "file",
+        *extra_args,
     ]
     with log.open("ab") as log_file:
         process = await asyncio.create_subprocess_exec(
