@@ -163,7 +163,8 @@ class FolderSync:
                 folder_q.update(conn, self.folder_id, {"uidnext": uidnext, "message_count": None})
                 self.stored = planner.Stored(self.stored.uidvalidity, uidnext, self.stored.highestmodseq, None)
         if missing or rows:
-            log.info("%s: reconciled %d unindexed files, %d missing files", self.name, len(rows), len(missing))
+            log.info("account %d, folder %s: reconciled %d unindexed files, %d missing files",
+                     self.account_id, self.name, len(rows), len(missing))  # fmt: skip
 
     def _index_orphans(self, names: list[str]) -> list[dict[str, Any]]:
         """Rows for files a crash delivered before their batch was committed (worker thread)."""
@@ -318,7 +319,8 @@ class FolderSync:
                 ((new_uid, new_name, mid) for mid, new_uid, _old, new_name in renames),
             )
             folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity, "uidnext": 1, "message_count": None})
-        log.info("%s: UIDVALIDITY changed; %d messages re-mapped by Message-ID", self.name, len(renames))
+        log.info("account %d, folder %s: UIDVALIDITY changed; %d messages re-mapped by Message-ID",
+                 self.account_id, self.name, len(renames))  # fmt: skip
         self.stored = planner.Stored(uidvalidity, 1, None, None)
 
     def _rename_files(self, pairs: list[tuple[str, str]]) -> None:
@@ -377,7 +379,7 @@ class FolderSync:
                 f"{self.name}: the server no longer has {len(gone)} of the {len(indexed)} local messages; "
                 "nothing was removed locally (confirm with: bimmailctl fetch --confirm-deletions)"
             )
-            log.warning(self.result.attention)
+            log.warning("account %d, folder %s", self.account_id, self.result.attention)
             return False
         await asyncio.to_thread(self._remove_files, [indexed[uid][2] for uid in gone])
         with self.db.transaction() as conn:

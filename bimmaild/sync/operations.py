@@ -78,7 +78,9 @@ class Operations:
                     if entry["attempts"] + 1 >= MAX_ATTEMPTS:
                         journal_q.fail(conn, entry["id"], error)
                 notes.append(f"server operation {entry['kind']} #{entry['id']} refused: {error}")
-                log.warning("journal entry %d (%s) refused: %s", entry["id"], entry["kind"], error)
+                log.warning(
+                    "account %d: journal entry %d (%s) refused: %s", self.account_id, entry["id"], entry["kind"], error
+                )
                 continue
             with self.db.transaction() as conn:
                 journal_q.complete(conn, entry["id"])
@@ -96,7 +98,7 @@ class Operations:
                 if "ALREADYEXISTS" not in exc.text.upper():
                     raise
         await self.conn.subscribe(mailbox)
-        log.info("created and subscribed %r on the server", params["wire_name"])
+        log.info("account %d: created and subscribed %r on the server", self.account_id, params["wire_name"])
 
     # -- move ------------------------------------------------------------------
 
@@ -200,7 +202,12 @@ class Operations:
                     )
                     return
                 await self.conn.append(mailbox, data)
-                log.info("sent copy of %s appended to %r", params["message_id"], sent["wire_name"])
+                log.info(
+                    "account %d: sent copy of %s appended to %r",
+                    self.account_id,
+                    params["message_id"],
+                    sent["wire_name"],
+                )
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
 

@@ -203,8 +203,9 @@ class SyncService:
                 log.error("cannot record the fetch result of account %d: %s", account.id, exc)
                 live.unrecorded = {"state": result.state, "message": result.error, "last_fetch_at": at}
         log.info(
-            "fetch of account %d done: %s, %d new, %d updated, %d removed",
-            account.id, result.state, public["new"], public["updated"], public["removed"],
+            "fetch of account %d %r done: %s, %d new, %d updated, %d removed%s",
+            account.id, account.name, result.state, public["new"], public["updated"], public["removed"],
+            f" ({result.error})" if result.error else "",
         )  # fmt: skip
         self._count_failure(account.id, result.state)
         self.events.publish("fetch.done" if only_roles is None else "trash.changed", public, owner=account.owner_uid)
