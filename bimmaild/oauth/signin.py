@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 SIGN_IN_TIMEOUT = 600.0
 KEEP_DONE = 600.0
 MAX_REQUEST = 16 * 1024  # the redirect's request line and headers
+# Sign-ins under way per user: each holds a listening port or a poller for up to 10 minutes.
+MAX_PENDING = 8
+
+
+class TooManySignIns(Exception):
+    """The user has MAX_PENDING sign-ins under way already."""
+
+
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
@@ -77,6 +85,9 @@ class SignIns:
 
     async def begin(self, owner: int, client: Client, method: str, login_hint: str | None) -> SignIn:
         self._drop_old()
+        pending = [s for s in self._flows.values() if s.owner == owner and not s.done.done()]
+        if len(pending) >= MAX_PENDING:
+            raise TooManySignIns(f"{len(pending)} sign-ins are already under way (each ends within 10 minutes)")
         sign_in = SignIn(secrets.token_urlsafe(12), owner, client, method, login_hint, self.clock() + self.timeout)
         if method == "device":
             await self._begin_device(sign_in)

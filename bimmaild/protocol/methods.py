@@ -756,7 +756,7 @@ METHODS: tuple[Method, ...] = (
             Param("method", "str", "browser or device.", choices=SIGN_IN_METHODS, default="browser"),
         ),
         "{flow, method, issuer, url, user_code (device) or nil, expires_in}",
-        (E.INVALID_PARAMS, E.NOT_FOUND, E.SERVER_UNREACHABLE, E.AUTH_FAILED),
+        (E.INVALID_PARAMS, E.NOT_FOUND, E.SERVER_UNREACHABLE, E.AUTH_FAILED, E.BUSY),
     ),
     Method(
         "oauth.wait",

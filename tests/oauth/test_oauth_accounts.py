@@ -17,7 +17,7 @@ import pytest
 from bimmailctl.client import Client
 from bimmaild.imap.connection import ImapConnection
 from bimmaild.imap.errors import AuthenticationFailed
-from bimmaild.protocol.errors import AuthFailed, InvalidParams, NotFound
+from bimmaild.protocol.errors import AuthFailed, Busy, InvalidParams, NotFound
 from tests.helpers import BIN_DIR, RunningDaemon
 from tests.servers.fixtures import OAuthServers
 from tests.servers.oauth import browse
@@ -333,3 +333,15 @@ async def test_ctl_signs_in_for_an_oauth_only_provider(daemon: RunningDaemon) ->
     code, _, err = await ctl(str(daemon.socket_path), "account", "add", "--name", "H", "--email", "j@outlook.com")
     assert code == 2 and "takes no password: signing in with OAuth2" in err, err
     assert "oauth client set microsoft --client-id" in err
+
+
+async def test_sign_ins_under_way_are_bounded(client: Client, oauth_servers: OAuthServers) -> None:
+    """Each sign-in holds a port for minutes: a client cannot open them without end."""
+    await register(client, oauth_servers)
+    begun = [await client.call("oauth.begin", {"issuer": ISSUER}) for _ in range(8)]
+    with pytest.raises(Busy):
+        await client.call("oauth.begin", {"issuer": ISSUER})
+    status, _ = await browse(begun[0]["url"])  # one finishes: room for another
+    assert status == 200
+    assert (await client.call("oauth.wait", {"flow": begun[0]["flow"], "timeout": 5}))["done"]
+    assert (await client.call("oauth.begin", {"issuer": ISSUER}))["flow"]

@@ -11,8 +11,8 @@ from bimmaild.oauth.clients import EVERY_USER, Clients
 from bimmaild.oauth.flow import OAuthError
 from bimmaild.oauth.http import EndpointUnreachable
 from bimmaild.oauth.issuers import ISSUER_OF_PROVIDER, PRESETS
-from bimmaild.oauth.signin import SignIns
-from bimmaild.protocol.errors import AuthFailed, InvalidParams, NotFound, ServerUnreachable
+from bimmaild.oauth.signin import SignIns, TooManySignIns
+from bimmaild.protocol.errors import AuthFailed, Busy, InvalidParams, NotFound, ServerUnreachable
 from bimmaild.users import Users
 
 
@@ -65,6 +65,8 @@ class OAuthHandlers:
             sign_in = await self.sign_ins.begin(session.uid, client, params["method"], hint)
         except EndpointUnreachable as exc:
             raise ServerUnreachable(f"cannot reach {issuer}: {exc}") from None
+        except TooManySignIns as exc:
+            raise Busy(str(exc)) from None
         except OAuthError as exc:
             raise AuthFailed(f"{issuer} refused to start the sign-in: {exc}") from None
         return sign_in.to_public(self.sign_ins.clock())
