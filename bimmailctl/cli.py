@@ -7,6 +7,7 @@ asyncio, msgpack and the client are imported only after parsing, so that
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from bimmailctl.commands import (
     projects,
     providers,
     send,
+    service,
     sync,
     system,
     users,
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_parsers(sub)
     users.add_parsers(sub)
     oauth.add_parsers(sub)
+    service.add_parsers(sub)
     return parser
 
 
@@ -77,6 +80,9 @@ def _fail(args: argparse.Namespace, code: int, message: str, error: dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "local", None) is not None:  # needs no daemon (bimmailctl service …)
+        local_code: int = args.local(args)
+        return local_code
     import asyncio
 
     from bimmailctl.client import ConnectionLost, DaemonNotRunning
@@ -100,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, render.exit_code_for(wire["code"]), f"{exc.message}{hint}", wire)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `bimmailctl … | head`: the reader has what it wanted
+        # Python ignores SIGPIPE (the control socket needs that), so do what a shell tool does,
+        # quietly: no traceback, no second error when stdout is flushed at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # as if killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -116,6 +116,17 @@ class Daemon:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
 
+    @property
+    def serving_path(self) -> Path:
+        """The socket clients reach: the one systemd handed over (socket activation), else ours."""
+        inherited = self.config.inherited_socket
+        if inherited is not None:
+            with contextlib.suppress(OSError):
+                name = inherited.getsockname()
+                if isinstance(name, str) and name:
+                    return Path(name)
+        return self.config.socket_path
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -129,7 +140,7 @@ class Daemon:
             notifier.start()
             stack.push_async_callback(notifier.aclose)
             self.ready.set()
-            log.info("bimmaild %s ready on %s", __version__, self.config.socket_path)
+            log.info("bimmaild %s ready on %s", __version__, self.serving_path)
             await self._stop.wait()
             systemd.notify("STOPPING=1\nSTATUS=stopping")
             log.info("bimmaild stopping")
@@ -192,7 +203,7 @@ class Daemon:
             accounts.check_readable = readable_by
         router = await self._services(stack, db, accounts, events, providers, users)
         mode = "system" if self.config.system else "user"
-        info = DaemonInfo(data_dir, self.config.socket_path, secrets.name, time.monotonic(), datetime.now(UTC), mode)
+        info = DaemonInfo(data_dir, self.serving_path, secrets.name, time.monotonic(), datetime.now(UTC), mode)
         SystemHandlers(info, accounts, users, router).register(router)
         OAuthHandlers(accounts, clients, sign_ins, users).register(router)
         missing = set(METHODS_BY_NAME) - set(router.methods)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -159,7 +160,7 @@ async def test_socket_activation(short_dir: Path, tmp_path: Path, notify_socket:
     listener.bind(str(path))
     listener.listen(16)
     # A client may connect before the daemon even runs: systemd queues it in the backlog.
-    early = asyncio.create_task(run_ctl(path, "status"))
+    early = asyncio.create_task(run_ctl(path, "--json", "status"))
     async with bimmaild(
         short_dir / "unused.sock",
         tmp_path / "data",
@@ -170,7 +171,8 @@ async def test_socket_activation(short_dir: Path, tmp_path: Path, notify_socket:
         str(listener.fileno()),
         pass_fds=(listener.fileno(),),
     ) as proc:
-        assert (await early).code == 0
+        answered = await early
+        assert answered.code == 0 and json.loads(answered.stdout)["socket"] == str(path), answered
         assert not (short_dir / "unused.sock").exists()
         assert await proc.stop() == 0
     assert path.exists(), "the inherited socket belongs to the .socket unit"
@@ -191,3 +193,19 @@ async def test_unwritable_data_dir_is_a_clear_startup_error(short_dir: Path, tmp
     _, err = await asyncio.wait_for(process.communicate(), 15)
     assert process.returncode == 1
     assert err.decode().startswith("bimmaild: cannot create the data dir")
+
+
+async def test_output_cut_short_by_the_reader_is_quiet(
+    short_dir: Path, tmp_path: Path, notify_socket: Notifications
+) -> None:
+    """`bimmailctl account list | head -1`: no BrokenPipe traceback, the SIGPIPE status."""
+    sock = short_dir / "s" / "bimmaild.sock"
+    async with bimmaild(sock, tmp_path / "data", notify_socket):
+        async with await Client.connect(sock) as client:
+            for i in range(300):
+                await client.call("account.add", account_params(name=f"A{i}", email=f"a{i}@example.org"))
+        ctl = f"{BIN_DIR / 'bimmailctl'} --socket {sock} --json account list | head -c 10; exit ${{PIPESTATUS[0]}}"
+        proc = await asyncio.create_subprocess_exec("bash", "-c", ctl, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert len(out) == 10 and err == b"" and proc.returncode == 141, err
