@@ -39,7 +39,8 @@ def status_line(accounts: AccountService, activity: Activity) -> str:
             else:
                 fetching.append(account.name)
     parts.append("fetching " + ", ".join(fetching) if fetching else "idle")
-    attention = [a.name for a in enabled if status_q.read(accounts.db.conn, a.id)["state"] == "needs-attention"]
+    waiting = status_q.in_state(accounts.db.conn, "needs-attention")
+    attention = [a.name for a in enabled if a.id in waiting]
     if attention:
         parts.append("needs attention: " + ", ".join(attention))
     return "; ".join(parts)

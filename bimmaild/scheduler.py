@@ -81,8 +81,10 @@ class Scheduler:
         self.scheduler.add_job(self._heartbeat, IntervalTrigger(minutes=1), id=HEARTBEAT_JOB)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
-        """Another periodic job (the outbox's retries), whatever the automation switch says."""
-        self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id)
+        """Another periodic job (the outbox's retries), whatever the automation switch says.  Its
+        first run is at once: a message still queued when the daemon stopped (or was killed
+        between queueing and submitting it) goes out at start, not one period later."""
+        self.scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=job_id, next_run_time=datetime.now(UTC))
 
     def start(self) -> None:
         self.scheduler.start()

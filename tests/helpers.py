@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bimmaild.daemon import Daemon, DaemonConfig
+from bimmaild.protocol.codec import HEADER_SIZE, Request, Response, encode, parse
 
 BIN_DIR = Path(sys.executable).parent
 
@@ -115,3 +118,59 @@ async def spawn_daemon(socket_path: Path, data_dir: Path, *extra: str) -> asynci
                 raise RuntimeError(f"bimmaild exited with {process.returncode}; see {log}") from None
             await asyncio.sleep(0.05)
     raise RuntimeError(f"bimmaild did not start; see {log}")
+
+
+class RawConnection:
+    """A hand-driven control connection: any bytes out, frames in — for malformed and hostile
+    input, which a real client (``bimmailctl.client``) refuses to send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, path: Path, *, hello: bool = False) -> RawConnection:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        raw = cls(reader, writer)
+        if hello:
+            await raw.hello()
+        return raw
+
+    async def send(self, data: bytes) -> None:
+        """Bytes as they are: half a frame, a bare header …"""
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_frame(self, payload: bytes, header: bytes | None = None) -> None:
+        """``payload`` behind its length header, or behind ``header`` (one that lies)."""
+        await self.send((header if header is not None else struct.pack(">I", len(payload))) + payload)
+
+    async def request(self, method: str, params: Any, msgid: int = 1) -> Response:
+        await self.send(encode(Request(msgid, method, params)))
+        return await self.response()
+
+    async def hello(self) -> None:
+        response = await self.request("hello", {"protocol": 1, "client": "raw"}, msgid=0)
+        assert response.error is None
+
+    async def response(self, timeout: float = 5.0) -> Response:
+        """The next response (events are skipped)."""
+        while True:
+            header = await asyncio.wait_for(self.reader.readexactly(HEADER_SIZE), timeout)
+            (length,) = struct.unpack(">I", header)
+            message = parse(await asyncio.wait_for(self.reader.readexactly(length), timeout))
+            if isinstance(message, Response):
+                return message
+
+    async def closed_by_daemon(self) -> bool:
+        try:
+            return await asyncio.wait_for(self.reader.read(1), 5) == b""
+        except ConnectionError:
+            return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()

@@ -310,7 +310,7 @@ async def _oauth_only(client: Client, args: argparse.Namespace) -> bool:
         provider = (await client.call("provider.lookup", {"email": args.email}))["provider"]
     if provider is None or provider["auth"] != ["oauth2"]:
         return False
-    print(f"{provider['name']} takes no password: signing in with OAuth2", file=sys.stderr)
+    print(f"{provider['name']} signs in with OAuth2 only: starting the sign-in", file=sys.stderr)
     return True
 
 

@@ -74,6 +74,8 @@ class AccountService:
     ) -> None:
         self.tokens = tokens
         self.sign_ins = sign_ins
+        # What every login (fetch, push, send) presents: a password or a fresh OAuth2 token.
+        self.credentials = Credentials(secrets, tokens)
         self.db = db
         self.secrets = secrets
         self.mail_root = mail_root
@@ -90,10 +92,6 @@ class AccountService:
         # System mode: may this user make the daemon read that file (the CA file)?  Raises if not.
         self.check_readable: Callable[[str, int, str], None] | None = None
         self._lock = asyncio.Lock()
-
-    @property
-    def credentials(self) -> Credentials:
-        return Credentials(self.secrets, self.tokens)
 
     # -- reading -----------------------------------------------------------
 
@@ -145,8 +143,7 @@ class AccountService:
         run_test = bool(flat.pop("test", False))
         flow_id = flat.pop("oauth_flow", None)
         self._check_files(flat, owner)  # before validation opens the file
-        flat["has_password"] = bool(passwords)
-        settings, provider, notes = self._new_settings(flat)
+        settings, provider, notes = self._new_settings(flat, has_password=bool(passwords))
         model.check_passwords(settings, passwords, have=set())
         self._check_name_free(settings["name"], None, owner)  # before a test that takes seconds
         if settings["login"] is None and not settings["separate_auth"]:
@@ -209,8 +206,7 @@ class AccountService:
         secrets: dict[str, Secret | None] = {slot: Secret(value) for slot, value in passwords.items()}
         token_step: Step | None = None
         if ref is None:
-            flat["has_password"] = bool(passwords)
-            settings, provider, notes = self._new_settings(flat)
+            settings, provider, notes = self._new_settings(flat, has_password=bool(passwords))
             if flow_id:
                 secrets["password"] = self._sign_in(flow_id, owner, settings).done.result().access_token
         else:
@@ -243,7 +239,9 @@ class AccountService:
             return Step("token", False, exc.message, fields=fields, duration_ms=_ms(started)), None
         return Step("token", True, "access token renewed", duration_ms=_ms(started)), token
 
-    def _new_settings(self, flat: dict[str, Any]) -> tuple[dict[str, Any], Provider | None, list[str]]:
+    def _new_settings(
+        self, flat: dict[str, Any], *, has_password: bool
+    ) -> tuple[dict[str, Any], Provider | None, list[str]]:
         """Settings of an account being created: checked, completed from the preset and defaults."""
         if not flat.get("email"):
             raise InvalidParams("missing required parameter 'email'", field="email")
@@ -255,9 +253,8 @@ class AccountService:
             flat.setdefault(key, None)
         flat.setdefault("separate_auth", False)
         if flat.get("auth") is None:  # a provider that takes no password at all signs in (Outlook.com)
-            oauth_only = provider is not None and provider.auth == ("oauth2",) and not flat.get("has_password")
+            oauth_only = provider is not None and provider.auth == ("oauth2",) and not has_password
             flat["auth"] = "oauth2" if oauth_only else "password"
-        flat.pop("has_password", None)
         flat.setdefault("oauth_issuer", None)
         self._check_issuer(flat, provider.id if provider else None)
         settings = model.normalize(flat)

@@ -153,6 +153,10 @@ async def _login(conn: ImapConnection, target: Target) -> str:
         await conn.login(target.user, target.password.reveal())
         return f"logged in as {target.user}"
     except AuthenticationFailed as exc:
+        if exc.unavailable:
+            raise StepFailed(
+                "the server cannot check logins right now (UNAVAILABLE): try again later", server_reply=exc.text
+            ) from None
         raise stages.login_failure(target, exc.text) from None
     except LoginDisabled:
         raise StepFailed(

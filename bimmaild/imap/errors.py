@@ -43,3 +43,10 @@ class CommandFailed(ImapError):
 
 class AuthenticationFailed(CommandFailed):
     """Login refused by the server."""
+
+    @property
+    def unavailable(self) -> bool:
+        """RFC 5530's UNAVAILABLE: the login could not be checked now (Dovecot says so when its
+        passdb, or its OAuth2 introspection endpoint, cannot be reached) — temporary, not a
+        wrong password or token."""
+        return "[UNAVAILABLE]" in self.text.upper()

@@ -166,7 +166,7 @@ async def _connect(client: aiosmtplib.SMTP, account: Account, credentials: Crede
         await method(account.smtp_user, password.reveal())
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise SubmissionFailed(
-            f"SMTP login refused: {exc.code} {exc.message}", temporary=False, code=exc.code
+            f"SMTP login refused: {exc.code} {exc.message}", temporary=_auth_temporary(exc), code=exc.code
         ) from None
 
 
@@ -186,8 +186,11 @@ async def _login_oauth(
     try:
         await client.auth_xoauth2(account.smtp_user, token.reveal())
         return
-    except aiosmtplib.SMTPAuthenticationError:
-        pass
+    except aiosmtplib.SMTPAuthenticationError as exc:
+        if _auth_temporary(exc):
+            raise SubmissionFailed(
+                f"SMTP login failed for now: {exc.code} {exc.message}", temporary=True, code=exc.code
+            ) from None
     renewed = await _secret(credentials, account, renew=True)
     assert renewed is not None
     try:
@@ -195,6 +198,12 @@ async def _login_oauth(
     except aiosmtplib.SMTPAuthenticationError as exc:
         raise SubmissionFailed(
             f"SMTP refused the access token: {exc.code} {exc.message} ({reauth_hint(account)})",
-            temporary=False,
+            temporary=_auth_temporary(exc),
             code=exc.code,
         ) from None
+
+
+def _auth_temporary(exc: aiosmtplib.SMTPAuthenticationError) -> bool:
+    """454 4.7.0 "temporary authentication failure" (RFC 4954): the server cannot check now; a 535
+    is the credentials themselves."""
+    return 400 <= exc.code < 500

@@ -23,6 +23,11 @@ def read(conn: sqlite3.Connection, account_id: int) -> dict[str, Any]:
     }
 
 
+def in_state(conn: sqlite3.Connection, state: str) -> set[int]:
+    """Ids of the accounts whose last fetch ended in ``state`` (one query for all)."""
+    return {row[0] for row in conn.execute("SELECT account_id FROM account_status WHERE state = ?", (state,))}
+
+
 def write(
     conn: sqlite3.Connection, account_id: int, state: str, message: str | None, at: str, result: dict[str, Any] | None
 ) -> None:

@@ -107,7 +107,7 @@ async def connect(account: Account, credentials: Credentials, timeout: float) ->
             await conn.login(account.imap_user, password.reveal())
     except AuthenticationFailed as exc:
         await conn.aclose()
-        if _unavailable(exc):  # the server's own auth backend is down: nothing for the user to fix
+        if exc.unavailable:  # the server's own auth backend is down: nothing for the user to fix
             raise AccountUnavailable(f"IMAP login temporarily impossible: {exc.text}") from None
         hint = reauth_hint(account) if account.oauth else "check with: bimmailctl account test"
         raise AccountUnavailable(f"IMAP login refused: {exc.text} ({hint})", attention=True) from None
@@ -140,17 +140,11 @@ async def _login_oauth(conn: ImapConnection, account: Account, credentials: Cred
     try:
         await conn.login_oauth(account.imap_user, token.reveal())
     except AuthenticationFailed as exc:
-        if _unavailable(exc):
+        if exc.unavailable:
             raise
         renewed = await credentials.secret(account, "imap", renew=True)
         assert renewed is not None
         await conn.login_oauth(account.imap_user, renewed.reveal())
-
-
-def _unavailable(exc: AuthenticationFailed) -> bool:
-    """RFC 5530's UNAVAILABLE: the login could not be checked now (Dovecot when its passdb, or
-    its OAuth2 introspection endpoint, cannot be reached) — temporary, not a wrong secret."""
-    return "[UNAVAILABLE]" in exc.text.upper()
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,49 +13,9 @@ import msgpack
 import pytest
 
 from bimmailctl.client import Client
-from bimmaild.protocol.codec import HEADER_SIZE, MAX_HELLO_FRAME, Request, Response, encode, parse
+from bimmaild.protocol.codec import MAX_HELLO_FRAME, Request, encode
 from bimmaild.protocol.errors import ErrorCode
-from tests.helpers import RunningDaemon, account_params
-
-
-class Raw:
-    """A hand-driven connection: send arbitrary bytes, read frames."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, daemon: RunningDaemon) -> Raw:
-        reader, writer = await asyncio.open_unix_connection(str(daemon.socket_path))
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def request(self, method: str, params: Any, msgid: int = 1) -> Response:
-        await self.send(encode(Request(msgid, method, params)))
-        return await self.response()
-
-    async def hello(self) -> None:
-        response = await self.request("hello", {"protocol": 1, "client": "raw"})
-        assert response.error is None
-
-    async def response(self) -> Response:
-        header = await asyncio.wait_for(self.reader.readexactly(HEADER_SIZE), 5)
-        (length,) = struct.unpack(">I", header)
-        message = parse(await self.reader.readexactly(length))
-        assert isinstance(message, Response)
-        return message
-
-    async def closed_by_daemon(self) -> bool:
-        try:
-            return await asyncio.wait_for(self.reader.read(1), 5) == b""
-        except ConnectionError:
-            return True
-
-    def close(self) -> None:
-        self.writer.close()
+from tests.helpers import RawConnection, RunningDaemon, account_params
 
 
 def frame(payload: bytes) -> bytes:
@@ -76,7 +36,7 @@ async def test_malformed_frame_gets_error_and_only_that_connection_closes(
     daemon: RunningDaemon, payload: bytes
 ) -> None:
     async with await Client.connect(daemon.socket_path) as bystander:
-        raw = await Raw.open(daemon)
+        raw = await RawConnection.open(daemon.socket_path)
         await raw.hello()
         await raw.send(frame(payload))
         response = await raw.response()
@@ -87,14 +47,14 @@ async def test_malformed_frame_gets_error_and_only_that_connection_closes(
 
 
 async def test_oversized_frame_refused_before_reading_it(daemon: RunningDaemon) -> None:
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.send(struct.pack(">I", 2**31))  # announces 2 GB and sends nothing more
     response = await raw.response()
     assert response.error is not None and response.error["code"] == ErrorCode.FRAME_TOO_LARGE
     assert await raw.closed_by_daemon()
     raw.close()
     # Before the handshake the limit is tighter.
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.send(frame(msgpack.packb([0, 1, "hello", {"client": "x" * MAX_HELLO_FRAME, "protocol": 1}])))
     response = await raw.response()
     assert response.error is not None and response.error["code"] == ErrorCode.FRAME_TOO_LARGE
@@ -103,7 +63,7 @@ async def test_oversized_frame_refused_before_reading_it(daemon: RunningDaemon) 
 
 
 async def test_handshake_rules(daemon: RunningDaemon) -> None:
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     response = await raw.request("status", {})
     assert response.error is not None and response.error["code"] == ErrorCode.HANDSHAKE_REQUIRED
     response = await raw.request("hello", {"protocol": 99})
@@ -119,7 +79,7 @@ async def test_handshake_rules(daemon: RunningDaemon) -> None:
 
 
 async def test_unknown_method_and_bad_params_keep_the_connection(daemon: RunningDaemon) -> None:
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     response = await raw.request("account.explode", {}, msgid=2)
     assert response.error is not None and response.error["code"] == ErrorCode.UNKNOWN_METHOD
@@ -152,7 +112,7 @@ async def test_wrong_type_for_every_param_of_every_method(daemon: RunningDaemon)
     from bimmaild.protocol.methods import METHODS
 
     wrong = {"str": 12, "int": "12", "bool": "yes", "map": "x", "list": "x", "str|int": 1.5}
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     msgid = 10
     for method in METHODS:
@@ -172,12 +132,12 @@ async def test_wrong_type_for_every_param_of_every_method(daemon: RunningDaemon)
 
 
 async def test_client_disconnecting_mid_request_harms_nothing(daemon: RunningDaemon, client: Client) -> None:
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     whole = encode(Request(5, "account.add", account_params()))
     await raw.send(whole[: len(whole) // 2])  # half a frame, then gone
     raw.writer.transport.abort()
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     await raw.send(encode(Request(6, "account.add", account_params(name="Gone"))))
     raw.writer.transport.abort()  # a whole request, then gone before the answer
@@ -192,7 +152,7 @@ async def test_bad_input_changes_nothing_stored(daemon: RunningDaemon, client: C
     await client.call("account.add", account_params())
     db = sqlite3.connect(daemon.data_dir / "bimmail.sqlite3")
     before = db.execute("SELECT * FROM accounts").fetchall()
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     for params in (
         {"account": "Work", "imap": {"port": -1}},
@@ -216,7 +176,7 @@ async def test_slow_event_reader_is_disconnected_not_buffered(daemon: RunningDae
     """A subscriber that never reads loses its connection; the daemon's memory stays bounded."""
     from bimmaild.control import connection
 
-    raw = await Raw.open(daemon)
+    raw = await RawConnection.open(daemon.socket_path)
     await raw.hello()
     assert (await raw.request("subscribe", {"topics": ["account.changed"]}, msgid=2)).error is None
     transport = cast(asyncio.Transport, raw.writer.transport)

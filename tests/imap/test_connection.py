@@ -75,3 +75,11 @@ async def test_connection_loss_fails_the_pending_command_at_once() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_unavailable_is_told_apart_from_a_refused_login() -> None:
+    """Dovecot's NO [UNAVAILABLE] (its passdb or OAuth2 introspection unreachable) is temporary."""
+    from bimmaild.imap.errors import AuthenticationFailed
+
+    assert AuthenticationFailed("LOGIN", "NO", "[UNAVAILABLE] Temporary authentication failure.").unavailable
+    assert not AuthenticationFailed("LOGIN", "NO", "[AUTHENTICATIONFAILED] Authentication failed.").unavailable

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from bimmaild.imap.errors import AuthenticationFailed
 from bimmaild.protocol.errors import AuthFailed, Busy, InvalidParams, NotFound
 from tests.helpers import BIN_DIR, RunningDaemon
 from tests.servers.fixtures import OAuthServers
-from tests.servers.oauth import browse
+from tests.servers.oauth import DEVICE_GRANT, browse
 
 ISSUER = "testid"
 
@@ -253,11 +254,11 @@ async def test_ctl_add_and_reauth(daemon: RunningDaemon, oauth_servers: OAuthSer
         sock, "account", "add", "--name", "Work", "--email", servers.user.login, "--auth", "oauth2",
         "--oauth-issuer", ISSUER, "--no-browser", "--imap-host", imap["host"], "--imap-port", str(imap["port"]),
         "--imap-security", "ssl", "--smtp-host", smtp["host"], "--smtp-port", str(smtp["port"]),
-        "--smtp-security", "starttls", "--tls-ca-file", servers.ca_file, browser=True,
+        "--smtp-security", "starttls", "--tls-ca-file", servers.ca_file, user=as_browser,
     )  # fmt: skip
     assert code == 0, err
     assert "added account Work" in out and "open this address" in err and "signed in" in err
-    code, out, err = await ctl(sock, "account", "reauth", "Work", "--no-browser", browser=True)
+    code, out, err = await ctl(sock, "account", "reauth", "Work", "--no-browser", user=as_browser)
     assert code == 0 and "signed in account Work" in out, err
     code, out, _ = await ctl(sock, "account", "show", "Work")
     assert code == 0 and "OAuth2 (testid, signed in)" in out, out
@@ -265,8 +266,20 @@ async def test_ctl_add_and_reauth(daemon: RunningDaemon, oauth_servers: OAuthSer
     assert ISSUER in out and "google" in out and "not registered" in out
 
 
-async def ctl(socket: str, *args: str, browser: bool = False) -> tuple[int, str, str]:
-    """Run bimmailctl; with ``browser``, open the address it prints as the user's browser would."""
+UserAction = Callable[[str], Awaitable[bool]]
+
+
+async def as_browser(line: str) -> bool:
+    """The user's browser: opens the address the ctl prints (then the ctl's wait ends)."""
+    if not line.startswith("http://"):
+        return False
+    status, _ = await browse(line.strip())
+    assert status == 200
+    return True
+
+
+async def ctl(socket: str, *args: str, user: UserAction | None = None) -> tuple[int, str, str]:
+    """Run bimmailctl; ``user`` reads its stderr line by line and acts (True: done)."""
     proc = await asyncio.create_subprocess_exec(
         str(BIN_DIR / "bimmailctl"), "--socket", socket, *args,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -274,16 +287,40 @@ async def ctl(socket: str, *args: str, browser: bool = False) -> tuple[int, str,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     err_lines: list[str] = []
-    if browser:
+    if user is not None:
         while line := (await asyncio.wait_for(proc.stderr.readline(), 30)).decode():
             err_lines.append(line)
-            if line.startswith("http://"):
-                status, _ = await browse(line.strip())
-                assert status == 200
+            if await user(line):
                 break
     out, rest = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), "".join(err_lines) + rest.decode()
+
+
+async def test_ctl_device_sign_in_and_client_removal(daemon: RunningDaemon, oauth_servers: OAuthServers) -> None:
+    """`account reauth --device` on a headless machine: the ctl shows a code, the user types it on
+    another device (approved at the provider), the account signs in; then the registration goes."""
+    servers = oauth_servers
+    sock = str(daemon.socket_path)
+    async with await Client.connect(daemon.socket_path) as client:
+        await add(client, servers)
+
+    async def on_another_device(line: str) -> bool:
+        if "enter the code: " not in line:
+            return False
+        servers.oauth.approve_device(line.rsplit(": ", 1)[1].strip(), servers.user.login)
+        return True
+
+    code, out, err = await ctl(sock, "account", "reauth", "Work", "--device", user=on_another_device)
+    assert code == 0 and "signed in account Work" in out, err
+    assert f"open {servers.oauth.verification_url}" in err
+    assert len(servers.oauth.grants(DEVICE_GRANT)) == 1
+    code, out, err = await ctl(sock, "fetch", "Work")
+    assert code == 0, out + err
+    code, out, _ = await ctl(sock, "oauth", "client", "delete", ISSUER)
+    assert code == 0 and f"{ISSUER}: registration removed" in out
+    code, _, err = await ctl(sock, "account", "reauth", "Work")
+    assert code == 2 and f"no OAuth2 client is registered for {ISSUER}" in err, err
 
 
 async def test_oauth_only_provider_defaults_to_oauth2(client: Client) -> None:
@@ -332,7 +369,7 @@ async def test_ctl_signs_in_for_an_oauth_only_provider(daemon: RunningDaemon) ->
     """No --auth and no password for an Outlook.com address: the ctl goes for the sign-in, and
     says what is missing (the client registration) rather than prompting for a useless password."""
     code, _, err = await ctl(str(daemon.socket_path), "account", "add", "--name", "H", "--email", "j@outlook.com")
-    assert code == 2 and "takes no password: signing in with OAuth2" in err, err
+    assert code == 2 and "signs in with OAuth2 only: starting the sign-in" in err, err
     assert "oauth client set microsoft --client-id" in err
 
 

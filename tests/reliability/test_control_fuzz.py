@@ -26,7 +26,6 @@ its example count explicit; together they run about 121,000 cases (below a minut
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import os
@@ -67,7 +66,7 @@ from bimmaild.protocol.codec import (
 from bimmaild.protocol.errors import ErrorCode, ProtocolError
 from bimmaild.protocol.methods import METHODS, METHODS_BY_NAME, Method
 from bimmaild.protocol.schema import Param
-from tests.helpers import RunningDaemon, daemon_config, spawn_daemon, start_daemon, stop_daemon
+from tests.helpers import RawConnection, RunningDaemon, daemon_config, spawn_daemon, start_daemon, stop_daemon
 from tests.servers.dovecot import Dovecot
 
 # Explicit and reproducible: CI runs exactly these examples (derandomize) and keeps no database.
@@ -922,44 +921,6 @@ def test_daemon_survived_the_sans_io_fuzzing(harness: Harness) -> None:
 # -- 6. the real socket: fuzzed connections and a well-behaved client at the same time ---------
 
 
-class RawConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, path: Path, *, hello: bool = True) -> RawConnection:
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        raw = cls(reader, writer)
-        if hello:
-            await raw.send(encode(Request(0, "hello", {"protocol": 1, "client": "fuzz"}))[HEADER_SIZE:])
-            assert (await raw.response()).error is None
-        return raw
-
-    async def send(self, payload: bytes, header: bytes | None = None) -> None:
-        self.writer.write((header if header is not None else struct.pack(">I", len(payload))) + payload)
-        await self.writer.drain()
-
-    async def response(self, timeout: float = DISPATCH_TIMEOUT) -> Response:
-        """The next response (events are skipped)."""
-        while True:
-            header = await asyncio.wait_for(self.reader.readexactly(HEADER_SIZE), timeout)
-            (length,) = struct.unpack(">I", header)
-            message = parse(await asyncio.wait_for(self.reader.readexactly(length), timeout))
-            if isinstance(message, Response):
-                return message
-
-    async def closed_by_daemon(self) -> bool:
-        try:
-            return await asyncio.wait_for(self.reader.read(1), 5) == b""
-        except ConnectionError:
-            return True
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-
 def socket_frames(count: int) -> Iterator[bytes]:
     """Deterministic frame bodies for the socket: mutated requests, random bytes, requests of every
     method with an unknown param."""
@@ -995,13 +956,13 @@ async def _fuzz_worker(path: Path, frames: Iterator[bytes], counts: Counter[str]
     try:
         for payload in frames:
             if raw is None:
-                raw = await RawConnection.open(path)
+                raw = await RawConnection.open(path, hello=True)
             try:
                 message: Any = parse(payload, max_values=MAX_REQUEST_VALUES)
             except ProtocolError:
                 message = None
-            await raw.send(payload)
-            response = await raw.response()
+            await raw.send_frame(payload)
+            response = await raw.response(DISPATCH_TIMEOUT)
             if isinstance(message, Request):
                 check_response(response, message.msgid)
                 counts["answered"] += 1
@@ -1009,12 +970,12 @@ async def _fuzz_worker(path: Path, frames: Iterator[bytes], counts: Counter[str]
             # Not a request: one protocol error, then that connection (only) is closed.
             assert response.error is not None and response.error["code"] == ErrorCode.PROTOCOL_ERROR
             assert await raw.closed_by_daemon()
-            await raw.close()
+            await raw.aclose()
             raw = None
             counts["closed"] += 1
     finally:
         if raw is not None:
-            await raw.close()
+            await raw.aclose()
 
 
 def test_fuzzed_socket_while_a_client_is_served(harness: Harness) -> None:
@@ -1055,12 +1016,12 @@ def test_hostile_headers_close_only_their_connection(harness: Harness, header: b
     async def scenario() -> None:
         path = harness.running.socket_path
         async with await Client.connect(path) as bystander:
-            raw = await RawConnection.open(path)
-            await raw.send(b"", header=header)
-            response = await raw.response()
+            raw = await RawConnection.open(path, hello=True)
+            await raw.send_frame(b"", header=header)
+            response = await raw.response(DISPATCH_TIMEOUT)
             assert response.msgid is None and response.error is not None and response.error["code"] == code
             assert await raw.closed_by_daemon()
-            await raw.close()
+            await raw.aclose()
             assert (await bystander.call("status"))["pid"] == os.getpid()
 
     harness.runner.run(scenario())
@@ -1074,13 +1035,13 @@ def test_unfinished_frame_times_out_and_closes(harness: Harness, monkeypatch: py
     async def scenario() -> None:
         path = harness.running.socket_path
         async with await Client.connect(path) as bystander:
-            raw = await RawConnection.open(path)
-            await raw.send(b"\x94\x00", header=struct.pack(">I", 1000))
+            raw = await RawConnection.open(path, hello=True)
+            await raw.send_frame(b"\x94\x00", header=struct.pack(">I", 1000))
             assert (await bystander.call("status"))["pid"] == os.getpid()
             response = await raw.response(timeout=10)
             assert response.error is not None and response.error["code"] == ErrorCode.PROTOCOL_ERROR
             assert await raw.closed_by_daemon()
-            await raw.close()
+            await raw.aclose()
 
     harness.runner.run(scenario())
 
@@ -1099,10 +1060,10 @@ def _vm_hwm(pid: int) -> int:
 async def _exchange(path: Path, payload: bytes, *, header: bytes | None = None, hello: bool = True) -> Response:
     raw = await RawConnection.open(path, hello=hello)
     try:
-        await raw.send(payload, header=header)
-        return await raw.response()
+        await raw.send_frame(payload, header=header)
+        return await raw.response(DISPATCH_TIMEOUT)
     finally:
-        await raw.close()
+        await raw.aclose()
 
 
 async def test_memory_stays_bounded_under_hostile_frames(short_dir: Path, tmp_path: Path) -> None:
@@ -1118,9 +1079,9 @@ async def test_memory_stays_bounded_under_hostile_frames(short_dir: Path, tmp_pa
             assert response.error is not None and response.error["code"] == ErrorCode.FRAME_TOO_LARGE
         assert _vm_hwm(process.pid) - start < 8 * MiB
 
-        raw = await RawConnection.open(path)
-        await raw.send(b"\x94" + bytes(MiB), header=struct.pack(">I", MAX_FRAME))  # then leaves
-        await raw.close()
+        raw = await RawConnection.open(path, hello=True)
+        await raw.send_frame(b"\x94" + bytes(MiB), header=struct.pack(">I", MAX_FRAME))  # then leaves
+        await raw.aclose()
         await asyncio.sleep(0.2)
         assert _vm_hwm(process.pid) - start < 16 * MiB
 

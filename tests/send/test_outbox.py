@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import signal
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,46 @@ async def test_temporarily_refused_recipient_is_retried_alone(fast_client: Clien
     await wait_for(lambda: len(sent_folder(mail_servers)) == 1)
     states = [e["state"] for e in await fast_client.call("outbox.list")]
     assert states == ["sent", "sent"]
+
+
+async def test_queued_message_goes_out_when_the_daemon_starts(
+    short_dir: Path, tmp_path: Path, mail_servers: MailServers
+) -> None:
+    """A message whose retry fell due while the daemon was stopped (a machine switched off) is
+    sent at start, not one retry period (a minute) later."""
+    config = daemon_config(short_dir, tmp_path)
+    running = await start_daemon(config)
+    try:
+        async with await Client.connect(config.socket_path) as client:
+            await add_account(client, mail_servers)
+            await mail_servers.smtp.stop_listener("starttls")
+            queued = await client.call("send", {"to": "bob@example.net", "text": "x"})
+            assert queued["state"] == "queued"
+    finally:
+        await stop_daemon(running)
+    db = sqlite3.connect(config.data_dir / "bimmail.sqlite3")
+    with db:
+        db.execute("UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
+    db.close()
+    await mail_servers.smtp.start_listener("starttls")
+    running = await start_daemon(config)
+    try:
+        [delivery] = await mail_servers.smtp.wait_for_deliveries(1, timeout=10)
+        assert delivery.message["Message-ID"] == queued["message_id"]
+    finally:
+        await stop_daemon(running)
+
+
+async def test_temporary_authentication_failure_is_retried(fast_client: Client, mail_servers: MailServers) -> None:
+    """454 4.7.0 (the server cannot check credentials now, RFC 4954) is no wrong password: the
+    message stays queued and goes out once the server checks logins again."""
+    await add_account(fast_client, mail_servers)
+    mail_servers.smtp.auth_unavailable = True
+    result = await fast_client.call("send", {"to": "bob@example.net", "text": "x"})
+    assert result["state"] == "queued" and "454" in result["error"], result
+    mail_servers.smtp.auth_unavailable = False
+    [delivery] = await mail_servers.smtp.wait_for_deliveries(1, timeout=15)
+    assert delivery.message["Message-ID"] == result["message_id"]
 
 
 async def test_permanent_failure_waits_for_the_user(client: Client, mail_servers: MailServers) -> None:

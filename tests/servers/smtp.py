@@ -157,6 +157,9 @@ class _Handler:
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", errors="replace")
         password = auth_data.password.decode("utf-8", errors="replace")
+        if self._owner.auth_unavailable:  # the server's credential store is down (RFC 4954 454)
+            self._owner.auth_attempts.append(AuthAttempt(login, mechanism, False, self._kind))
+            return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
         expected = self._owner.users.get(login)
         success = expected is not None and password == expected
         self._owner.auth_attempts.append(AuthAttempt(login, mechanism, success, self._kind))
@@ -286,6 +289,7 @@ class SmtpServer:
         # recipient address (as the client wrote it inside <>) -> (code, text) answered to its RCPT TO
         self.refuse: dict[str, tuple[int, str]] = {}
         self.refuse_data: tuple[int, str] | None = None  # answer to the final dot instead of accepting
+        self.auth_unavailable = False  # PLAIN/LOGIN answered 454 (credentials cannot be checked now)
         # When set: a message is recorded on arrival but answered only once this event is set
         # (a client killed meanwhile never learns whether it was taken).
         self.hold_data: asyncio.Event | None = None
