@@ -129,6 +129,7 @@ class ImapConnection:
         self.host = host
         self.port = 0
         self.timeout = timeout
+        self.enabled: set[str] = set()  # extensions turned on by ENABLE (QRESYNC changes EXPUNGE to VANISHED)
 
     # -- opening -------------------------------------------------------------
 
@@ -300,12 +301,32 @@ class ImapConnection:
         parts = _items(response.lines[:-1])
         return [parse_list([b"LIST " + bytes(item[0]), *item[1:]]) for item in parts]
 
-    async def enable(self, *capabilities: str) -> None:
-        await self._checked("ENABLE", *capabilities)
+    async def enable(self, *capabilities: str) -> set[str]:
+        """ENABLE (RFC 5161), valid before any SELECT; returns what the server enabled."""
+        response = await self._checked("ENABLE", *capabilities, untagged="ENABLED")
+        words = {w.upper() for line in response.lines[:-1] for w in bytes(line).decode("ascii", "replace").split()}
+        enabled = words & {c.upper() for c in capabilities}
+        self.enabled |= enabled
+        return enabled
 
-    async def select(self, mailbox: str, *, condstore: bool = False, readonly: bool = False) -> MailboxState:
-        """SELECT (or EXAMINE) a mailbox given in wire form (quoted by the caller)."""
-        args = [mailbox, "(CONDSTORE)"] if condstore else [mailbox]
+    async def select(
+        self,
+        mailbox: str,
+        *,
+        condstore: bool = False,
+        readonly: bool = False,
+        qresync: tuple[int, int] | None = None,
+    ) -> MailboxState:
+        """SELECT (or EXAMINE) a mailbox given in wire form (quoted by the caller).
+
+        ``qresync`` = (UIDVALIDITY, MODSEQ) of the last complete sync, once QRESYNC is
+        enabled: the answer then carries what vanished and what changed since
+        (``MailboxState.vanished``/``changed``) — unless UIDVALIDITY changed.
+        """
+        if qresync is not None:
+            args = [mailbox, f"(QRESYNC ({qresync[0]} {qresync[1]}))"]
+        else:
+            args = [mailbox, "(CONDSTORE)"] if condstore else [mailbox]
         response = await self._checked("EXAMINE" if readonly else "SELECT", *args)
         async with self.protocol.state_condition:
             self.protocol.state = lib.SELECTED

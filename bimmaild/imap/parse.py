@@ -18,9 +18,10 @@ unknown response codes) is parsed only far enough to be skipped.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bimmaild.imap import mutf7
 from bimmaild.imap.tokens import (
@@ -53,6 +54,8 @@ __all__ = [
     "parse_vanished",
     "quote_mailbox",
     "uid_set",
+    "uids_in_ranges",
+    "vanished_ranges",
 ]
 
 
@@ -215,12 +218,17 @@ class MailboxState:
     highestmodseq: int | None = None
     nomodseq: bool = False
     permanent_flags: tuple[str, ...] | None = None
+    # QRESYNC (RFC 7162), SELECT with a known UIDVALIDITY and MODSEQ: what vanished and what
+    # changed since, so that a resync needs neither a UID list nor a flags scan.
+    vanished: list[tuple[int, int]] = field(default_factory=list)  # UID ranges, inclusive
+    changed: list[FetchItem] = field(default_factory=list)
 
 
 _EXISTS = re.compile(rb"([0-9]{1,20})[ \t]+EXISTS\b", re.IGNORECASE)
 # "OK [CODE args] text", or the tagged line's text "[CODE] text".
 _CODE = re.compile(rb"(?:OK[ \t]+)?\[([A-Za-z0-9.-]+)(?:[ \t]+([^\]]*))?\]", re.IGNORECASE)
 _NUMBER_CODES = {b"UIDVALIDITY": "uidvalidity", b"UIDNEXT": "uidnext", b"HIGHESTMODSEQ": "highestmodseq"}
+_FETCH_LINE = re.compile(rb"[0-9]{1,20}[ \t]+FETCH[ \t]", re.IGNORECASE)
 
 
 def parse_select(lines: Sequence[bytes | bytearray]) -> MailboxState:
@@ -228,13 +236,20 @@ def parse_select(lines: Sequence[bytes | bytearray]) -> MailboxState:
 
     Unknown lines are ignored; a known response code with a malformed value is a
     ParseError.  ``OK [CLOSED]`` (QRESYNC, RFC 7162) ends the previous folder's
-    responses: what came before it is forgotten.
+    responses: what came before it is forgotten.  ``VANISHED (EARLIER)`` and
+    ``FETCH`` lines (a QRESYNC SELECT's report of changes) are collected.
     """
     state = MailboxState()
     for line in lines:
         exists = _EXISTS.match(line)
         if exists:
             state.exists = int(exists.group(1))
+            continue
+        if line[:9].upper() == b"VANISHED ":
+            state.vanished += vanished_ranges(line)
+            continue
+        if _FETCH_LINE.match(line):
+            state.changed.append(parse_fetch([line]))
             continue
         code = _CODE.match(line)
         if not code:
@@ -355,6 +370,41 @@ def parse_vanished(line: bytes | bytearray) -> list[int]:
     if not match:
         raise ParseError(f"not a VANISHED line: {excerpt(line)}")
     return parse_uid_set(match.group(1).decode("ascii"))
+
+
+def vanished_ranges(line: bytes | bytearray) -> list[tuple[int, int]]:
+    """The UID ranges of a VANISHED line, not expanded.
+
+    RFC 7162 lets a server that kept no expunge history answer ``VANISHED
+    (EARLIER) 1:4000000000`` (every UID that is not there now); ranges cost
+    nothing whatever their width, and the caller tests its own UIDs against them.
+    """
+    match = _VANISHED.fullmatch(line)
+    if not match:
+        raise ParseError(f"not a VANISHED line: {excerpt(line)}")
+    ranges = []
+    for element in match.group(1).decode("ascii").split(","):
+        found = _SET_ELEMENT.fullmatch(element)
+        if not found or "*" in element:
+            raise ParseError(f"not a UID set: {excerpt(line)}")
+        low, high = (_set_number(n, None) for n in (found.group(1), found.group(2) or found.group(1)))
+        ranges.append((min(low, high), max(low, high)))
+    return ranges
+
+
+def uids_in_ranges(uids: Iterable[int], ranges: Sequence[tuple[int, int]]) -> list[int]:
+    """Those of ``uids`` that some range covers, ascending (a binary search each)."""
+    ordered = sorted(ranges)
+    lows = [low for low, _ in ordered]
+    highest: list[int] = []  # highest[i]: the greatest upper bound among ranges 0..i (they may overlap)
+    for _, high in ordered:
+        highest.append(max(high, highest[-1]) if highest else high)
+    found = []
+    for uid in sorted(uids):
+        i = bisect.bisect_right(lows, uid) - 1
+        if i >= 0 and highest[i] >= uid:
+            found.append(uid)
+    return found
 
 
 def quote_mailbox(wire_name: str) -> str:

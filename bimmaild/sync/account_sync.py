@@ -241,6 +241,8 @@ class AccountSync:
         return rows
 
     async def _folders(self, conn: ImapConnection, result: AccountResult) -> None:
+        if "QRESYNC" in conn.capabilities:  # before any SELECT (RFC 5161)
+            await conn.enable("QRESYNC")
         rows = await self._prepare(conn, result)
         for name in folder_list.gone(rows):
             result.notes.append(

@@ -8,13 +8,15 @@ lost or duplicated):
    half-written in ``tmp/`` go, rows whose file vanished are dropped and the
    folder's UIDNEXT lowered so the next run fetches them again;
 2. STATUS: unchanged folder → done, one round trip;
-3. SELECT (with CONDSTORE when offered); UIDVALIDITY change → re-map by
-   Message-ID (``planner.remap``);
+3. SELECT (with CONDSTORE when offered, or QRESYNC with the state of the
+   last complete sync: the answer then lists what vanished and which flags
+   changed); UIDVALIDITY change → re-map by Message-ID (``planner.remap``);
 4. new messages, streamed in batches: each batch's files are written and made
    durable in a worker thread while the next batch downloads, then its rows
    are committed; the stream pauses when two batches wait (bounded memory);
-5. flag changes (CHANGEDSINCE with CONDSTORE), then removals, which stop
-   before a mass removal until confirmed;
+5. flag changes (from the QRESYNC answer, else CHANGEDSINCE with CONDSTORE),
+   then removals (QRESYNC's VANISHED; a UID SEARCH only when the counts still
+   disagree), which stop before a mass removal until confirmed;
 6. the folder's state (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, count) is stored
    last: until then the next STATUS check sees a change and resyncs.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bimmaild.imap.connection import ImapConnection
-from bimmaild.imap.parse import FetchItem, quote_mailbox, uid_set
+from bimmaild.imap.parse import FetchItem, MailboxState, quote_mailbox, uid_set, uids_in_ranges
 from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.store.db import Database
@@ -117,7 +119,8 @@ class FolderSync:
         if planner.unchanged(self.stored, status, self.condstore):
             self.result.skipped = True
             return self.result
-        state = await self.conn.select(self.mailbox, condstore=self.condstore)
+        qresync = planner.qresync_from(self.stored) if "QRESYNC" in self.conn.enabled else None
+        state = await self.conn.select(self.mailbox, condstore=self.condstore, qresync=qresync)
         uidvalidity = state.uidvalidity or status.get("UIDVALIDITY")
         if uidvalidity is None:
             raise RuntimeError(f"the server gave no UIDVALIDITY for {self.name}")
@@ -132,7 +135,13 @@ class FolderSync:
         start = planner.fetch_from(self.stored, uidvalidity)
         await self._fetch_new(uidvalidity, start)
         removals_done = True
-        if not fresh:
+        if not fresh and qresync is not None and qresync[0] == uidvalidity:
+            # New messages are in the report too: their flags came with them, fresher than these.
+            known = self.stored.uidnext or 0
+            flags = {i.uid: i.flags for i in state.changed if i.uid and i.uid < known and i.flags is not None}
+            await self._apply_flags(uidvalidity, flags)
+            removals_done = await self._apply_vanished(state) and await self._remove_vanished(state.exists)
+        elif not fresh:
             await self._update_flags(uidvalidity)
             removals_done = await self._remove_vanished(state.exists)
         uidnext = state.uidnext or max(message_q.uids(self.db.conn, self.folder_id), default=0) + 1
@@ -348,8 +357,14 @@ class FolderSync:
             f" (CHANGEDSINCE {self.stored.highestmodseq})" if self.condstore and self.stored.highestmodseq else ""
         )
         await self.conn.uid_fetch(f"1:{top}", f"(UID FLAGS){modifier}", on_item)
+        await self._apply_flags(uidvalidity, changed)
+
+    async def _apply_flags(self, uidvalidity: int, changed: dict[int, tuple[str, ...]]) -> None:
+        indexed = message_q.uids(self.db.conn, self.folder_id)
         updates = []
         for uid, flags in changed.items():
+            if uid not in indexed:
+                continue
             mid, old_flags, filename = indexed[uid]
             text = _flags_text(flags)
             if text != old_flags:
@@ -361,6 +376,12 @@ class FolderSync:
             message_q.update_flags(conn, [(text, new, mid) for text, _old, new, mid in updates])
         self.result.updated += len(updates)
 
+    async def _apply_vanished(self, state: MailboxState) -> bool:
+        """QRESYNC's VANISHED (EARLIER): removals without asking for the folder's UID list."""
+        indexed = message_q.uids(self.db.conn, self.folder_id, settled_only=True)
+        gone = uids_in_ranges((uid for uid in indexed if uid >= 1), state.vanished)
+        return await self._remove(indexed, gone)
+
     async def _remove_vanished(self, exists: int | None) -> bool:
         """Remove local copies of messages gone from the server; False when stopped for safety.
 
@@ -371,7 +392,9 @@ class FolderSync:
             return True
         top = max(indexed)
         present = set(await self.conn.uid_search(f"UID 1:{top}")) if top >= 1 else set()
-        gone = [uid for uid in indexed if uid not in present]
+        return await self._remove(indexed, [uid for uid in indexed if uid not in present])
+
+    async def _remove(self, indexed: dict[int, tuple[int, str, str]], gone: list[int]) -> bool:
         if not gone:
             return True
         if planner.is_mass_removal(len(indexed), len(gone), self.safety) and not self.confirm_removals:

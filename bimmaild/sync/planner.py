@@ -8,10 +8,11 @@ selected and the plan says what to fetch:
 * UIDVALIDITY changed: the stored UIDs mean nothing; re-map the local copies
   by Message-ID and size (never a blind wipe and re-download);
 * new messages: UIDs at or above the stored UIDNEXT that are not indexed;
-* flags: with CONDSTORE, only what changed since the stored HIGHESTMODSEQ;
-  without it, all flags;
-* removals: only when the counts say something vanished, and then subject to
-  the safety stop.
+* flags: with QRESYNC, what the SELECT answer reports; with CONDSTORE, only
+  what changed since the stored HIGHESTMODSEQ; without either, all flags;
+* removals: QRESYNC's VANISHED list; otherwise (or when the counts still
+  disagree) a UID SEARCH, only when the counts say something vanished; both
+  subject to the safety stop.
 """
 
 from __future__ import annotations
@@ -60,8 +61,20 @@ def fetch_from(stored: Stored, uidvalidity: int | None) -> int:
     return max(1, stored.uidnext)
 
 
+def qresync_from(stored: Stored) -> tuple[int, int] | None:
+    """(UIDVALIDITY, MODSEQ) to resynchronise from with QRESYNC, or None.
+
+    Only after a complete sync (its count stored): a sync stopped before its
+    removals (safety stop, failure) stored a MODSEQ newer than what it applied,
+    and the server would not report those removals again.
+    """
+    if stored.uidvalidity is None or not stored.highestmodseq or stored.message_count is None:
+        return None
+    return stored.uidvalidity, stored.highestmodseq
+
+
 def may_have_removals(local_count: int, new_count: int, exists: int | None) -> bool:
-    """Without QRESYNC, removals are seen only by comparing counts."""
+    """Whether the counts say something vanished (without QRESYNC, the only sign)."""
     return exists is None or exists != local_count + new_count
 
 

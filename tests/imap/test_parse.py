@@ -356,13 +356,32 @@ def test_select_ignores_unknown_lines_and_restarts_after_closed() -> None:
         b"OK [CLOSED] Previous mailbox closed.",
         b"2 EXISTS",
         b"OK [MAILBOXID (F1234)] Ok",
-        b"VANISHED (EARLIER) 41,43:116",
-        b'49 FETCH (UID 117 FLAGS (\\Seen "odd") MODSEQ (90060115194045001))',
         b"BYE later",
         b"\x00\xff garbage [",
         b"OK [UIDVALIDITY 5]",
     ]
     assert parse_select(lines) == MailboxState(exists=2, uidvalidity=5)
+
+
+def test_select_with_qresync_collects_what_vanished_and_changed() -> None:
+    """RFC 7162 §3.2.5.2's example answer, after an earlier folder's report that CLOSED ends."""
+    lines = [
+        b"VANISHED (EARLIER) 1:1000",  # the previous folder's
+        b"OK [CLOSED]",
+        b"314 EXISTS",
+        b"OK [UIDVALIDITY 3857529045] UIDVALIDITY",
+        b"OK [HIGHESTMODSEQ 20010715194045319] Highest",
+        b"VANISHED (EARLIER) 41,43:116,118,120:211,214:540",
+        b"49 FETCH (UID 117 FLAGS (\\Seen \\Answered) MODSEQ (20010715194045007))",
+        b"50 FETCH (UID 119 FLAGS (\\Draft $MDNSent) MODSEQ (20010715194045008))",
+    ]
+    state = parse_select(lines)
+    assert (state.exists, state.uidvalidity, state.highestmodseq) == (314, 3857529045, 20010715194045319)
+    assert state.vanished == [(41, 41), (43, 116), (118, 118), (120, 211), (214, 540)]
+    assert [(i.seq, i.uid, i.flags, i.modseq) for i in state.changed] == [
+        (49, 117, ("\\Seen", "\\Answered"), 20010715194045007),
+        (50, 119, ("\\Draft", "$MDNSent"), 20010715194045008),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bimmaild.imap.parse import ParseError, parse_search, parse_uid_set, parse_vanished, quote_mailbox, uid_set
+from bimmaild.imap.parse import (
+    ParseError,
+    parse_search,
+    parse_uid_set,
+    parse_vanished,
+    quote_mailbox,
+    uid_set,
+    uids_in_ranges,
+    vanished_ranges,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +110,21 @@ def test_vanished(line: bytes, uids: list[int]) -> None:
 def test_vanished_malformed(line: bytes) -> None:
     with pytest.raises(ParseError):
         parse_vanished(line)
+
+
+def test_vanished_ranges_stay_ranges() -> None:
+    """A server without expunge history may answer every absent UID: no expansion, no limit."""
+    assert vanished_ranges(b"VANISHED (EARLIER) 1:4000000000") == [(1, 4_000_000_000)]
+    assert vanished_ranges(b"VANISHED 9:8,3") == [(8, 9), (3, 3)]
+    with pytest.raises(ParseError):
+        vanished_ranges(b"VANISHED (EARLIER) 5:*")
+
+
+@given(st.sets(st.integers(1, 300)), st.lists(st.tuples(st.integers(1, 300), st.integers(1, 300)), max_size=8))
+def test_uids_in_ranges_matches_a_plain_scan(uids: set[int], pairs: list[tuple[int, int]]) -> None:
+    ranges = [(min(a, b), max(a, b)) for a, b in pairs]  # overlapping and nested ones included
+    expected = sorted(uid for uid in uids if any(low <= uid <= high for low, high in ranges))
+    assert uids_in_ranges(uids, ranges) == expected
 
 
 @pytest.mark.parametrize(
