@@ -115,7 +115,9 @@ class Operations:
             found = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
             uid = max(found, default=0)
         if uid > 0 and uid in await self.conn.uid_search(f"UID {uid}"):
-            if "MOVE" in self.conn.capabilities:
+            # A COPY once sent is finished as such, even if the server has offered MOVE since:
+            # a MOVE now would leave a second copy in the target.
+            if "MOVE" in self.conn.capabilities and not params.get("copy_sent"):
                 new_uid = (await self.conn.uid_move(str(uid), target)).get(uid)
             else:
                 new_uid = await self._copy_then_expunge(entry_id, params, uid, source, target)
