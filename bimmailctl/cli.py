@@ -59,7 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_parsers(sub)
     oauth.add_parsers(sub)
     service.add_parsers(sub)
+    _accept_globals_anywhere(parser)
     return parser
+
+
+def _accept_globals_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--user`` after the sub-command too (``bimmailctl send … --json``), as
+    users type them.  SUPPRESS: when not given there, the global option's value stands."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if "--json" not in child._option_string_actions:
+                child.add_argument(
+                    "--json", action="store_true", default=argparse.SUPPRESS, help="print results as JSON"
+                )
+            if "--user" not in child._option_string_actions:  # ``service … --user`` means the systemd scope
+                child.add_argument(
+                    "--user", metavar="NAME", default=argparse.SUPPRESS, help="administrators: act for this local user"
+                )
+            _accept_globals_anywhere(child)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ def _send_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     body.add_argument("--body-file", metavar="FILE", help="the text of the message (UTF-8)")
     body.add_argument("--body-stdin", action="store_true", help="read the text of the message from standard input")
     p.add_argument("--html-file", metavar="FILE", help="an HTML version of the body too")
-    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="attach a file (repeatable)")
+    p.add_argument("--attach", action="extend", nargs="+", default=[], metavar="FILE", help="attach files (repeatable)")
     sig = p.add_mutually_exclusive_group()
     sig.add_argument("--signature", metavar="NAME", help="this signature instead of the account's default one")
     sig.add_argument("--no-signature", action="store_true", help="no signature")
@@ -66,7 +66,9 @@ def _content_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     body = p.add_mutually_exclusive_group(required=required)
     body.add_argument("--text-file", metavar="FILE", help="a plain-text signature")
     body.add_argument("--html-file", metavar="FILE", help='a rich (HTML) signature; images as src="FILE-NAME"')
-    p.add_argument("--image", action="append", default=None, metavar="FILE", help="an image of the HTML (repeatable)")
+    p.add_argument(
+        "--image", action="extend", nargs="+", default=None, metavar="FILE", help="images of the HTML (repeatable)"
+    )
 
 
 def _signature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

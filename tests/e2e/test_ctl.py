@@ -42,6 +42,7 @@ async def test_issue_walkthrough(daemon: RunningDaemon) -> None:
     assert table.stdout.splitlines()[1].split() == ["1", "Work", "me@example.org", "yes", "yes", "*", "new"]
 
     listed = json.loads((await run_ctl(sock, "--json", "account", "list")).stdout)
+    assert json.loads((await run_ctl(sock, "account", "list", "--json")).stdout) == listed, "--json after it too"
     assert {k: listed[0][k] for k in ("id", "name", "email", "enabled", "auto_fetch", "primary")} == {
         "id": 1, "name": "Work", "email": "me@example.org", "enabled": True, "auto_fetch": True, "primary": True,
     }  # fmt: skip

@@ -17,9 +17,10 @@ async def test_send_with_files_and_exit_codes(daemon: RunningDaemon, mail_server
     body.write_text("Bonjour,\nvoici le rapport.\n")
     page.write_text("<p>Bonjour,<br>voici le <b>rapport</b>.</p>")
     report.write_bytes(b"a;b\n1;2\n")
+    (tmp_path / "notes.txt").write_text("n")
     sent = await run_ctl(
         daemon.socket_path, "send", "--to", "Bob <bob@example.net>, carol@example.net", "--subject", "Rapport",
-        "--body-file", str(body), "--html-file", str(page), "--attach", str(report),
+        "--body-file", str(body), "--html-file", str(page), "--attach", str(report), str(tmp_path / "notes.txt"),
     )  # fmt: skip
     assert sent.code == 0, sent.stderr
     assert "accepted  bob@example.net" in sent.stdout and "accepted  carol@example.net" in sent.stdout
@@ -28,13 +29,14 @@ async def test_send_with_files_and_exit_codes(daemon: RunningDaemon, mail_server
     message = delivery.message
     assert message["Subject"] == "Rapport"
     assert message.get_body(("html",)) is not None and "<b>rapport</b>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    [attachment] = list(message.iter_attachments())
+    attachment, notes = list(message.iter_attachments())
     assert attachment.get_filename() == "report.csv" and attachment.get_content() in (b"a;b\n1;2\n", "a;b\n1;2\n")
+    assert notes.get_filename() == "notes.txt"
 
     mail_servers.smtp.refuse["carol@example.net"] = (550, "5.1.1 No such user")
     partial = await run_ctl(
-        daemon.socket_path, "--json", "send", "--from", "Work", "--to", "bob@example.net, carol@example.net",
-        "--body-stdin", stdin="x\n",
+        daemon.socket_path, "send", "--from", "Work", "--to", "bob@example.net, carol@example.net",
+        "--body-stdin", "--json", stdin="x\n",
     )  # fmt: skip
     assert partial.code == 10, partial.stderr
     assert json.loads(partial.stdout)["refused"]["carol@example.net"]["code"] == 550
