@@ -281,7 +281,7 @@ async def cmd_signature_preview(client: Client, args: argparse.Namespace) -> int
     if args.json:
         render.print_json(preview)
         return render.EXIT_OK
-    print(preview["text"])
+    print(preview["plain"])  # as the text/plain part carries it: after the "-- " line
     if preview.get("html"):
         print("\n--- HTML part ---")
         print(preview["html"])

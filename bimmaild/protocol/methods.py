@@ -646,8 +646,9 @@ METHODS: tuple[Method, ...] = (
         "The signature exactly as a sent message carries it (R-G1): the text added to the plain part, the "
         "HTML added to the rich part, and the MIME parts (inline images) that come with it.",
         (ACCOUNT_REF, SIGNATURE_REF),
-        "{account, name, text, html or nil, parts: [{content_type, content_id, filename, size}], "
-        "mime: the MIME text of those parts}",
+        '{account, name, text (after the "-- " line), plain (the block added to the text/plain part, '
+        '"-- " line included), html or nil, parts: [{content_type, content_id, filename, size}], '
+        "mime: the outline of a message carrying only the signature, one line per MIME part}",
         _ACCOUNT_ERRORS,
     ),
     Method(

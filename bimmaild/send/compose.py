@@ -137,6 +137,7 @@ def signature_parts(signature: Signature, domain: str) -> dict[str, Any]:
     """What the signature adds to a sent message (R-G1 preview).
 
     ``text``: the plain text exactly as written after the ``"-- "`` line;
+    ``plain``: the block added to the text/plain part, that line included;
     ``html``: the block exactly as inserted into the HTML part (``cid:`` references
     included), None for a plain signature (it adds HTML only to a message that has some);
     ``parts``: the inline image parts; ``mime``: the MIME tree of a message carrying only it.
@@ -155,7 +156,13 @@ def signature_parts(signature: Signature, domain: str) -> dict[str, Any]:
         for image, cid in rendered.images
     ]
     html = rendered.html if rendered.rich else None
-    return {"text": rendered.text, "html": html, "parts": parts, "mime": mime_tree(skeleton)}
+    return {
+        "text": rendered.text,
+        "plain": f"{SIGNATURE_DELIMITER}\n{rendered.text}",
+        "html": html,
+        "parts": parts,
+        "mime": mime_tree(skeleton),
+    }
 
 
 # -- the message ---------------------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ async def test_signature_commands(daemon: RunningDaemon, mail_servers: MailServe
     assert "multipart/related" in preview.stdout
     as_json = json.loads((await run_ctl(sock, "--json", "signature", "preview", "Work", "Plain")).stdout)
     assert as_json["text"] == "Jean Dupont" and as_json["html"] is None
+    plain = await run_ctl(sock, "signature", "preview", "Work", "Plain")
+    assert plain.stdout == "-- \nJean Dupont\n", "as the text/plain part carries it"
     none = await run_ctl(sock, "--json", "signature", "default", "Work", "--none")
     assert not any(s["default"] for s in json.loads(none.stdout)["signatures"])
     renamed = await run_ctl(sock, "signature", "modify", "Work", "Plain", "--rename", "Simple", "--default")

@@ -266,7 +266,7 @@ def test_signature_parts_are_what_the_message_carries(signature: Signature, html
     received = _received(_build(html=html_body, signature=signature, attachments=attachments))
 
     plain = _text(_one(received, "text/plain")).replace("\r\n", "\n")
-    assert plain.endswith("\n-- \n" + preview["text"] + "\n")
+    assert plain.endswith("\n" + preview["plain"] + "\n")
     if preview["html"] is not None:
         assert preview["html"] in _text(_one(received, "text/html")).replace("\r\n", "\n")
     images = [p for p in received.walk() if p.get_content_disposition() == "inline"]
@@ -309,6 +309,7 @@ def test_signature_parts_of_a_rich_signature() -> None:
 def test_signature_parts_of_a_plain_signature() -> None:
     assert signature_parts(PLAIN_SIGNATURE, DOMAIN) == {
         "text": "Jörg Müller\nACME SA  \n+33 1 23 45 67 89",
+        "plain": "-- \nJörg Müller\nACME SA  \n+33 1 23 45 67 89",
         "html": None,
         "parts": [],
         "mime": "text/plain; charset=utf-8",

@@ -157,7 +157,8 @@ async def test_rich_signature_with_image_as_delivered(client: Client, mail_serve
     assert "Disposition" not in image or image.get_content_disposition() == "inline"
     # The preview is what was delivered.
     assert preview["html"] in html_part.get_content()
-    assert plain.get_content().replace("\r\n", "\n").endswith("-- \n" + preview["text"] + "\n")
+    assert plain.get_content().replace("\r\n", "\n").endswith("\n" + preview["plain"] + "\n")
+    assert preview["plain"] == "-- \n" + preview["text"]
     assert preview["text"].strip() == "Jean Dupont"
     [part] = preview["parts"]
     assert (part["content_id"], part["content_type"], part["size"]) == (image["Content-ID"], "image/png", len(PNG))
