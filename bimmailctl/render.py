@@ -50,7 +50,11 @@ EXIT_CODES_DOC = (
     (EXIT_CONFLICT, "conflict: the name is already taken"),
     (EXIT_PERMISSION, "permission denied"),
     (EXIT_CONFIRMATION, "confirmation required (pass --yes) or declined"),
-    (EXIT_SERVER, "mail server failure: unreachable, TLS, authentication, server error"),
+    (
+        EXIT_SERVER,
+        "mail server failure: unreachable, TLS, authentication, server error; send: refused, or its "
+        "outcome unknown (kept in the outbox)",
+    ),
     (EXIT_TEMPORARY, "temporary failure (daemon busy, disk, keyring; retry later); send: kept in the outbox"),
     (EXIT_PARTIAL, "send: some recipients were refused, the others got the message"),
 )
@@ -349,8 +353,15 @@ def send_result(result: dict[str, Any], out: TextIO = sys.stdout) -> None:
     state = result["state"]
     if state == "sent":
         retry = result.get("retrying") or []
-        tail = f"; {', '.join(retry)} will be tried again (outbox {result['outbox_id']})" if retry else ""
-        out.write(f"sent from {result['account']} as {result['message_id']}{tail}\n")
+        tail = f"; {', '.join(retry)} will be tried again" if retry else ""
+        if result.get("refused_outbox_id"):
+            tail += f"; the refused recipients are kept in the outbox (id {result['refused_outbox_id']})"
+        reply = f" (server: {result['reply']})" if result.get("reply") else ""
+        out.write(f"sent from {result['account']} as {result['message_id']}{reply}{tail}\n")
+    elif state == "uncertain":
+        out.write(
+            f"outcome unknown: {result['error']} (outbox id {result['outbox_id']}: bimmailctl outbox retry|cancel)\n"
+        )
     elif state == "queued":
         out.write(
             f"not sent yet: {result['error']}; kept in the outbox (id {result['outbox_id']}), tried again later\n"

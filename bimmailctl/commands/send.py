@@ -30,7 +30,8 @@ def _send_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="send a message",
         description="Send a message. Recipients are split with the sending account's separator (, or ;). "
         "Exit 0: every recipient accepted; 10: some refused; 9: kept in the outbox, retried later; "
-        "8: refused by the server (kept in the outbox: outbox retry|cancel).",
+        "8: refused by the server, or the connection lost during the transfer so that the outcome is unknown "
+        "(kept in the outbox: outbox retry|cancel).",
     )
     p.add_argument("--from", dest="sender", metavar="ACCOUNT", help="sending account (default: the primary one)")
     p.add_argument("--to", default="", metavar="RECIPIENTS")

@@ -243,8 +243,11 @@ OUTBOX_ENTRY = (
     "cancelled, attempts, next_attempt_at, last_error, result: {accepted, refused} or nil, created_at}"
 )
 SEND_RESULT = (
-    "{outbox_id, account, message_id, state: sent|queued|failed, accepted: [address], "
-    "refused: {address: {code, message}}, partial, retrying: [address], error, warnings: [text], signature}"
+    "{outbox_id, account, message_id, state: sent|queued|failed|uncertain (the connection broke once the message "
+    "was under way: the server may have taken it; never resent on its own), accepted: [address], "
+    "refused: {address: {code, message}}, partial, retrying: [address] (temporarily refused: an outbox entry of "
+    "their own, retried), refused_outbox_id (the permanently refused recipients, kept as a failed entry) or nil, "
+    "reply (the server's answer to the message) or nil, error, warnings: [text], signature}"
 )
 
 METHODS: tuple[Method, ...] = (

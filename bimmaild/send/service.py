@@ -9,8 +9,10 @@ Order, for "never lost, never sent twice":
    recipient.  Accepted: ``sent``.  Temporarily refused or unreachable:
    ``queued`` again with a back-off (the schedule retries it).  Permanently
    refused: ``failed``, kept for the user (``outbox retry|cancel``), never
-   dropped.  Some recipients refused temporarily: they get an outbox entry of
-   their own;
+   dropped.  Some recipients refused: they get an outbox entry of their own,
+   ``queued`` for a temporary refusal, ``failed`` (kept for the user) for a
+   permanent one.  The connection lost once DATA has begun: ``uncertain``,
+   never resent on its own (the server may have taken it);
 3. the Sent copy is appended by the journal (it waits while the message is
    queued; a failed message gets none), once: the Sent folder is searched for
    the Message-ID first.
@@ -45,7 +47,7 @@ from bimmaild.events import EventBus
 from bimmaild.protocol.errors import Conflict, InvalidParams, NotFound
 from bimmaild.send import compose, recipients
 from bimmaild.send.signatures import Signatures
-from bimmaild.send.smtp import Submission, SubmissionFailed, submit
+from bimmaild.send.smtp import Submission, SubmissionFailed, SubmissionUncertain, submit
 from bimmaild.store import journal as journal_q
 from bimmaild.store.db import Database
 from bimmaild.store.maildir import fsync_directory
@@ -162,6 +164,11 @@ class SendService:
             )
         except SubmissionFailed as exc:
             return self._failed(row, exc)
+        except SubmissionUncertain as exc:
+            error = f"{exc.message}; check the recipients' copy or the Sent folder, then retry or cancel"
+            self._update(outbox_id, state="uncertain", last_error=error)
+            log.warning("outbox %d: %s (uncertain)", outbox_id, exc.message)
+            return self._result(row, "uncertain", [], {}, error)
         except BaseException as exc:  # a bug or a cancellation mid-submission: the outcome is unknown
             self._update(outbox_id, state="uncertain", last_error=f"submission interrupted: {exc!r}")
             raise
@@ -188,24 +195,34 @@ class SendService:
         retry = sent.temporary
         if retry:
             await self._requeue(row, retry)
+        refused_for_good = [a for a in sent.refused if a not in retry]
+        kept = None
+        if refused_for_good:  # kept for the user to see and decide (outbox retry|cancel), like a total refusal
+            error = "refused: " + "; ".join(f"{a}: {c} {m}" for a, (c, m) in sent.refused.items() if a not in retry)
+            kept = await self._requeue(row, refused_for_good, state="failed", error=error)
         await self._release(row["id"])
         if self.after_send is not None:
             self.after_send(row["account_id"])
-        return self._result(row, "sent", sent.accepted, refused, None, retry)
+        return {**self._result(row, "sent", sent.accepted, refused, None, retry), "reply": sent.reply,
+                "refused_outbox_id": kept}  # fmt: skip
 
-    async def _requeue(self, row: sqlite3.Row, addresses: list[str]) -> None:
-        """Temporarily refused recipients: an outbox entry of their own, with its own copy of the file."""
+    async def _requeue(
+        self, row: sqlite3.Row, addresses: list[str], *, state: str = "queued", error: str | None = None
+    ) -> int:
+        """Refused recipients: an outbox entry of their own, with its own copy of the file."""
         copy = self.outbox_dir / f"{uuid.uuid4().hex}.eml"
         data = await asyncio.to_thread(Path(row["filename"]).read_bytes)
         await asyncio.to_thread(_write_durably, copy, data)
         now = _now().isoformat(timespec="seconds")
         with self.db.transaction() as conn:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO outbox (account_id, message_id, subject, sender, recipients, filename, state,"
-                " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                " last_error, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row["account_id"], row["message_id"], row["subject"], row["sender"], json.dumps(addresses),
-                 str(copy), (_now() + self.retry_base).isoformat(timespec="seconds"), now, now),
+                 str(copy), state, error, (_now() + self.retry_base).isoformat(timespec="seconds"), now, now),
             )  # fmt: skip
+        assert cur.lastrowid is not None
+        return cur.lastrowid
 
     def _result(
         self, row: sqlite3.Row, state: str, accepted: list[str], refused: dict[str, Any], error: str | None,
@@ -222,6 +239,8 @@ class SendService:
             "partial": bool(accepted) and bool(refused),
             "retrying": retry or [],
             "error": error,
+            "reply": None,
+            "refused_outbox_id": None,
         }
 
     # -- the outbox ---------------------------------------------------------------

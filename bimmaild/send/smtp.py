@@ -9,6 +9,9 @@ file).  Authentication uses one mechanism (PLAIN, else LOGIN): aiosmtplib's
 The outcome is per recipient.  A failure says whether it is temporary
 (4xx, unreachable, timeout: try again later) or permanent (5xx, refused
 login, certificate: the user must act), so the outbox knows what to do.
+A connection lost or silent once DATA has begun is neither: the server may
+have taken the message before its answer was lost (RFC 5321 §6.1), and
+sending again could deliver it twice — ``SubmissionUncertain``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib.email import flatten_message
@@ -51,6 +55,24 @@ class SubmissionFailed(Exception):
         self.refused = refused or {}  # every recipient refused: each one's answer
 
 
+class SubmissionUncertain(Exception):
+    """The connection failed after DATA began: whether the server took the message is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _SMTP(aiosmtplib.SMTP):
+    """Remembers whether DATA was begun: a failure after that point has an unknown outcome."""
+
+    data_begun = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> Any:
+        self.data_begun = True
+        return await super().data(*args, **kwargs)
+
+
 @dataclass
 class Submission:
     accepted: list[str] = field(default_factory=list)
@@ -62,9 +84,9 @@ class Submission:
         return [a for a, (code, _) in self.refused.items() if 400 <= code < 500]
 
 
-def _client(account: Account, timeout: float) -> aiosmtplib.SMTP:
+def _client(account: Account, timeout: float) -> _SMTP:
     context = tls.client_context(account.tls_ca_file) if account.smtp_security != "none" else None
-    return aiosmtplib.SMTP(
+    return _SMTP(
         hostname=account.smtp_host,
         port=account.smtp_port,
         use_tls=account.smtp_security == "ssl",
@@ -107,6 +129,11 @@ async def submit(
     ) as exc:
         if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(exc.__cause__, ssl.SSLCertVerificationError):
             raise SubmissionFailed(f"the SMTP server's certificate is refused: {exc}", temporary=False) from None
+        if client.data_begun:
+            raise SubmissionUncertain(
+                f"the connection to {account.smtp_host}:{account.smtp_port} failed while the message was being "
+                f"transmitted ({exc or exc.__class__.__name__}): the server may have taken it"
+            ) from None
         raise SubmissionFailed(f"cannot reach {account.smtp_host}:{account.smtp_port}: {exc}", temporary=True) from None
     except aiosmtplib.SMTPException as exc:  # e.g. STARTTLS required but not offered: never downgraded
         if account.smtp_security == "starttls" and NO_STARTTLS in str(exc):

@@ -235,6 +235,40 @@ async def test_sigkill_between_submission_and_sent_copy(
             await _kill(process)
 
 
+async def test_connection_lost_after_the_message_is_uncertain_not_resent(
+    fast_client: Client, mail_servers: MailServers
+) -> None:
+    """The server took the message and the connection broke before its answer (RFC 5321 §6.1): the
+    outcome is unknown, so the message is not resent on its own — it would arrive twice."""
+    client = fast_client
+    await add_account(client, mail_servers)
+    mail_servers.smtp.hold_data = asyncio.Event()
+    sending = asyncio.create_task(client.call("send", {"to": "bob@example.net", "text": "x"}))
+    await mail_servers.smtp.wait_for_deliveries(1)
+    assert mail_servers.smtp.close_all_connections() == 1
+    result = await sending
+    mail_servers.smtp.hold_data.set()
+    assert result["state"] == "uncertain" and "may have taken it" in result["error"]
+    await asyncio.sleep(1.5)  # several retry periods of this daemon (0.3 s, doubling)
+    assert len(mail_servers.smtp.deliveries) == 1
+    entry = await outbox_state(client, result["outbox_id"])
+    assert entry["state"] == "uncertain" and "retry or cancel" in entry["last_error"]
+    retried = await client.call("outbox.retry", {"id": entry["id"]})  # the user's decision
+    assert retried["state"] == "sent" and len(mail_servers.smtp.deliveries) == 2
+
+
+async def test_connection_lost_before_the_message_is_retried(fast_client: Client, mail_servers: MailServers) -> None:
+    """Cut before DATA (here: at the recipients), nothing can have been taken: queued, retried, delivered once."""
+    client = fast_client
+    await add_account(client, mail_servers)
+    mail_servers.smtp.refuse["bob@example.net"] = (421, "4.3.2 Shutting down")  # aiosmtpd then closes
+    result = await client.call("send", {"to": "bob@example.net", "text": "x"})
+    assert result["state"] == "queued", result
+    mail_servers.smtp.refuse.clear()
+    [delivery] = await mail_servers.smtp.wait_for_deliveries(1, timeout=15)
+    assert delivery.rcpt_tos == ["bob@example.net"]
+
+
 async def test_sigkill_during_submission_is_uncertain_not_resent(
     short_dir: Path, tmp_path: Path, mail_servers: MailServers
 ) -> None:

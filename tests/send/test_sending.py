@@ -188,8 +188,18 @@ async def test_one_recipient_refused_is_a_partial_result(client: Client, mail_se
     assert result["accepted"] == ["bob@example.net"]
     assert result["refused"] == {"carol@example.net": {"code": 550, "message": "5.1.1 No such user"}}
     assert result["retrying"] == []
+    assert "OK" in result["reply"], "the server's own answer to the message"
     [delivery] = await mail_servers.smtp.wait_for_deliveries(1)
     assert delivery.rcpt_tos == ["bob@example.net"]
+    # The refused recipient is kept for the user, as a wholly refused message is (outbox retry|cancel).
+    entries = {e["id"]: e for e in await client.call("outbox.list")}
+    kept = entries[result["refused_outbox_id"]]
+    assert (kept["state"], kept["recipients"]) == ("failed", ["carol@example.net"])
+    assert "carol@example.net: 550 5.1.1 No such user" in kept["last_error"]
+    assert entries[result["outbox_id"]]["state"] == "sent"
+    mail_servers.smtp.refuse.clear()  # the address was fixed on the server side
+    retried = await client.call("outbox.retry", {"id": kept["id"]})
+    assert retried["state"] == "sent" and retried["accepted"] == ["carol@example.net"]
 
 
 async def test_bcc_is_in_the_envelope_only(client: Client, mail_servers: MailServers) -> None:
