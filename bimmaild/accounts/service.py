@@ -129,6 +129,11 @@ class AccountService:
     async def public(self, account: Account) -> dict[str, Any]:
         status = status_q.read(self.db.conn, account.id)
         status["pending_operations"] = journal_q.count_pending(self.db.conn, account.id)
+        status["refused_operations"] = [
+            {"id": r["id"], "kind": r["kind"], "attempts": r["attempts"], "error": r["last_error"],
+             "next_attempt_at": r["next_attempt_at"]}
+            for r in journal_q.refused(self.db.conn, account.id)
+        ]  # fmt: skip
         if self.activity is not None:
             status.update(self.activity.of(account.id).to_public())
         owner = {"uid": account.owner_uid, "name": user_name(account.owner_uid)}
@@ -246,8 +251,7 @@ class AccountService:
         if not flat.get("email"):
             raise InvalidParams("missing required parameter 'email'", field="email")
         flat["email"] = validation.email_address(flat["email"])
-        provider = presets.choose(self.providers, flat.get("provider"), flat["email"])
-        notes = presets.fill(flat, provider)
+        provider, notes = presets.fill(flat, presets.choose(self.providers, flat.get("provider"), flat["email"]))
         flat["provider"] = provider.id if provider else None
         for key in ("login", "imap_login", "smtp_login", "tls_ca_file"):
             flat.setdefault(key, None)
@@ -472,19 +476,16 @@ class AccountService:
         if flat.get("tls_ca_file") and self.check_readable is not None:
             self.check_readable(str(flat["tls_ca_file"]).strip(), owner, "tls_ca_file")
 
-    @staticmethod
-    def _follow_security(account: Account, flat: dict[str, Any]) -> list[str]:
-        """When security changes and the port was its default, move the port along."""
+    def _follow_security(self, account: Account, flat: dict[str, Any]) -> list[str]:
+        """A port and its security change together, with the rules of account.add (R-B1)."""
+        provider = self.providers.by_id(account.provider) if account.provider else None
         notes = []
-        for kind in ("imap", "smtp"):
-            security = flat.get(f"{kind}_security")
-            if security is None or f"{kind}_port" in flat:
-                continue
-            old_security = getattr(account, f"{kind}_security")
-            old_port = getattr(account, f"{kind}_port")
-            if old_port == model.default_port(kind, old_security) and security != old_security:
-                flat[f"{kind}_port"] = model.default_port(kind, security)
-                notes.append(f"{kind}.port set to {flat[f'{kind}_port']} to match {kind}.security {security}")
+        for kind in presets.KINDS:
+            host = flat.get(f"{kind}_host") or getattr(account, f"{kind}_host")
+            current = (getattr(account, f"{kind}_port"), getattr(account, f"{kind}_security"))
+            note = presets.follow(flat, kind, current, presets.preset_at(provider, kind, str(host)))
+            if note is not None:
+                notes.append(note)
         return notes
 
     @staticmethod
