@@ -1,8 +1,11 @@
 """Composition root: builds every object of the daemon and owns their lifetimes.
 
-``Daemon.run`` acquires resources in order (data dir lock, store, secrets,
-services, control socket) on an AsyncExitStack and releases them in reverse,
-only those acquired, whether it ends by ``request_stop`` or by an error.
+``Daemon.run`` acquires resources in order (the socket's lock, data dir lock,
+store, secrets, services, the listening socket) on an AsyncExitStack and
+releases them in reverse, only those acquired, whether it ends by
+``request_stop`` or by an error.  The socket's lock comes first: a second
+daemon on a served socket is refused before it creates its data dir, opens or
+migrates a store, or starts a job that could send mail.
 Readiness (``ready`` event, sd_notify READY=1) is signalled only once the
 store is migrated and the socket accepts connections.
 """
@@ -40,7 +43,7 @@ from bimmaild.control.handlers.send import SendHandlers
 from bimmaild.control.handlers.sync import SyncHandlers
 from bimmaild.control.handlers.system import DaemonInfo, SystemHandlers
 from bimmaild.control.router import Router
-from bimmaild.control.server import ControlServer, SharedSocket, StartupError, ensure_private_dir
+from bimmaild.control.server import ControlServer, SharedSocket, SocketClaim, StartupError, ensure_private_dir
 from bimmaild.events import EventBus
 from bimmaild.notifier import Notifier, status_line
 from bimmaild.oauth.clients import Clients
@@ -166,6 +169,7 @@ class Daemon:
         systemd.notify("READY=1")
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        claim = self._claim_socket(stack)
         data_dir = self.config.data_dir
         try:
             ensure_private_dir(data_dir)
@@ -211,16 +215,21 @@ class Daemon:
             raise RuntimeError(f"declared methods without handler: {sorted(missing)}")
 
         server = ControlServer(
-            router,
-            events,
-            self.config.socket_path,
-            private_dir=self.config.private_socket_dir,
-            inherited=self.config.inherited_socket,
-            may_connect=users.may_connect,
-            shared=SharedSocket(self.config.socket_group) if self.config.system else None,
+            router, events, claim, inherited=self.config.inherited_socket, may_connect=users.may_connect
         )
         stack.push_async_callback(server.close)
         await server.start()
+
+    def _claim_socket(self, stack: contextlib.AsyncExitStack) -> SocketClaim | None:
+        """Our socket's lock, or StartupError when another daemon serves it; None when systemd
+        handed a socket over (its .socket unit owns it, and starts one daemon only)."""
+        if self.config.inherited_socket is not None:
+            return None
+        shared = SharedSocket(self.config.socket_group) if self.config.system else None
+        claim = SocketClaim(self.config.socket_path, private_dir=self.config.private_socket_dir, shared=shared)
+        stack.callback(claim.release)
+        claim.take()
+        return claim
 
     async def _services(
         self,

@@ -5,6 +5,8 @@ the socket is bound under a 0177 umask, so it is 0600 from its first instant;
 a file lock next to it makes "is another daemon here?" race-free; a stale
 socket left by a crash is removed, a live one is refused, and anything that is
 not a socket (a symlink planted by someone, a regular file) is never touched.
+The lock is taken and the stale socket checked first of all (``SocketClaim``):
+a second daemon stops before it creates or opens anything else.
 Behind the file modes, every connection's peer uid (SO_PEERCRED) must be ours —
 or, in system mode, the socket is open to every local user (or a group) in a
 0755 directory, and the peer uid says who each client is.
@@ -93,43 +95,23 @@ class SharedSocket:
             raise StartupError(f"no group {self.group!r} for the socket") from None
 
 
-class ControlServer:
-    def __init__(
-        self,
-        router: Router,
-        events: EventBus,
-        socket_path: Path,
-        *,
-        private_dir: bool,
-        inherited: socket.socket | None = None,
-        may_connect: Callable[[int], bool] | None = None,
-        shared: SharedSocket | None = None,
-    ) -> None:
-        self.router = router
-        self.events = events
+class SocketClaim:
+    """The right to serve a socket path, taken before the daemon opens anything else.
+
+    ``take`` creates the socket's directory, locks the lock file beside the socket and removes
+    a stale socket, or refuses when another daemon holds the lock or answers on the socket: a
+    second daemon must stop before it touches its data dir, store, outbox or servers.  ``bind``
+    comes once the daemon can serve; ``release`` removes our socket (only ours) and the lock.
+    """
+
+    def __init__(self, socket_path: Path, *, private_dir: bool, shared: SharedSocket | None = None) -> None:
         self.socket_path = socket_path
         self.private_dir = private_dir
-        self.inherited = inherited
-        self.uid = os.getuid()
-        self.may_connect = may_connect or (lambda uid: uid == self.uid)
         self.shared = shared
-        self._server: asyncio.Server | None = None
         self._lock_fd: int | None = None
         self._bound_inode: int | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
 
-    async def start(self) -> None:
-        sock = self.inherited if self.inherited is not None else self._bind()
-        # asyncio calls listen() again when it starts serving, with its own backlog (100) unless
-        # told: a burst of 200 clients then left half of them with a socket that never connected
-        # (recv: EINVAL), whatever _bind had set.
-        kwargs: dict[str, Any] = {"sock": sock, "backlog": LISTEN_BACKLOG}
-        if sys.version_info >= (3, 13):
-            kwargs["cleanup_socket"] = False  # we unlink our own socket; never systemd's
-        self._server = await asyncio.start_unix_server(self._accept, **kwargs)
-
-    def _bind(self) -> socket.socket:
+    def take(self) -> None:
         path = self.socket_path
         if self.shared is not None:
             ensure_private_dir(path.parent)
@@ -138,8 +120,15 @@ class ControlServer:
             ensure_private_dir(path.parent)
         else:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.shared is not None and self.shared.group is not None:
+            self.shared.gid  # noqa: B018 (an unknown group is refused now, not once the store is open)
         self._take_lock(path.with_name(path.name + ".lock"))
         self._clear_stale(path)
+
+    def bind(self) -> socket.socket:
+        """The listening socket, 0600 from its first instant (or the shared mode of system mode)."""
+        assert self._lock_fd is not None, "bind() before take()"
+        path = self.socket_path
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -160,8 +149,17 @@ class ControlServer:
         sock.setblocking(False)
         return sock
 
+    def release(self) -> None:
+        self._unlink_own_socket()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _take_lock(self, lock_path: Path) -> None:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:  # a symlink planted there (ELOOP), a directory of someone else
+            raise StartupError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -182,6 +180,54 @@ class ControlServer:
             raise StartupError(f"another bimmaild is already serving {path}")
         log.info("removing stale socket %s", path)
         path.unlink()
+
+    def _unlink_own_socket(self) -> None:
+        """Remove the socket only if it is still the one we bound (not a successor's)."""
+        if self._bound_inode is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            if self.socket_path.lstat().st_ino == self._bound_inode:
+                self.socket_path.unlink()
+        self._bound_inode = None
+
+
+class ControlServer:
+    """Serves the router on the claimed socket, or on the one systemd handed over."""
+
+    def __init__(
+        self,
+        router: Router,
+        events: EventBus,
+        claim: SocketClaim | None,
+        *,
+        inherited: socket.socket | None = None,
+        may_connect: Callable[[int], bool] | None = None,
+    ) -> None:
+        if (claim is None) == (inherited is None):
+            raise ValueError("a control server serves either a claimed socket or an inherited one")
+        self.router = router
+        self.events = events
+        self.claim = claim
+        self.inherited = inherited
+        self.uid = os.getuid()
+        self.may_connect = may_connect or (lambda uid: uid == self.uid)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        if self.inherited is not None:
+            sock = self.inherited
+        else:
+            assert self.claim is not None
+            sock = self.claim.bind()
+        # asyncio calls listen() again when it starts serving, with its own backlog (100) unless
+        # told: a burst of 200 clients then left half of them with a socket that never connected
+        # (recv: EINVAL), whatever bind() had set.
+        kwargs: dict[str, Any] = {"sock": sock, "backlog": LISTEN_BACKLOG}
+        if sys.version_info >= (3, 13):
+            kwargs["cleanup_socket"] = False  # the claim unlinks our own socket; never systemd's
+        self._server = await asyncio.start_unix_server(self._accept, **kwargs)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -214,6 +260,7 @@ class ControlServer:
         await Connection(reader, writer, Session(uid, pid), self.router, self.events).serve()
 
     async def close(self) -> None:
+        """Stop accepting and end every connection; the socket itself goes with the claim."""
         self._closing = True
         if self._server is not None:
             self._server.close()
@@ -223,16 +270,3 @@ class ControlServer:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        self._unlink_own_socket()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def _unlink_own_socket(self) -> None:
-        """Remove the socket only if it is still the one we bound (not a successor's)."""
-        if self._bound_inode is None:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            if self.socket_path.lstat().st_ino == self._bound_inode:
-                self.socket_path.unlink()
-        self._bound_inode = None

@@ -130,27 +130,44 @@ async def test_ready_signals_stop_and_restart_keep_accounts(
         assert await proc.stop(signal.SIGINT) == 0
 
 
+async def _refused(sock: Path, data_dir: Path) -> None:
+    """A daemon started on ``sock`` says in one line that another serves it, exits 1, and has
+    created nothing: no data dir, so no store migrated, no sweep, no scheduler, no outbox."""
+    second = await asyncio.create_subprocess_exec(
+        BIMMAILD, "--socket", str(sock), "--data-dir", str(data_dir), "--log-level", "debug",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(second.communicate(), 15)
+    assert second.returncode == 1
+    assert err.decode() == f"bimmaild: another bimmaild is already serving {sock}\n"  # no traceback, no log
+    assert out == b""
+    assert not data_dir.exists(), "a refused daemon created its data dir"
+
+
 async def test_second_daemon_refused_and_crash_leftovers_cleaned(
     short_dir: Path, tmp_path: Path, notify_socket: Notifications
 ) -> None:
+    """Issue 2: a second daemon on a served socket is refused before it starts anything (audit 23 gap 2)."""
     sock = short_dir / "s" / "bimmaild.sock"
     async with bimmaild(sock, tmp_path / "one", notify_socket) as first:
-        second = await asyncio.create_subprocess_exec(
-            BIMMAILD,
-            "--socket",
-            str(sock),
-            "--data-dir",
-            str(tmp_path / "two"),
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(second.communicate(), 15)
-        assert second.returncode == 1
-        assert b"another bimmaild is already serving" in err
+        await _refused(sock, tmp_path / "two")
         assert (await run_ctl(sock, "status")).code == 0  # the first one is untouched
         assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
     assert sock.exists(), "a killed daemon leaves its socket behind"
     async with bimmaild(sock, tmp_path / "one", notify_socket):  # stale socket replaced
         assert (await run_ctl(sock, "status")).code == 0
+
+
+async def test_live_socket_without_the_lock_is_refused_too(short_dir: Path, tmp_path: Path) -> None:
+    """Issue 2: something answering on the socket without holding its lock (a daemon whose lock file
+    was removed) is never replaced; the refusal still comes before anything is created."""
+    sock = short_dir / "s" / "bimmaild.sock"
+    sock.parent.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(sock))
+        listener.listen(4)
+        await _refused(sock, tmp_path / "two")
+        assert sock.exists()
 
 
 async def test_socket_activation(short_dir: Path, tmp_path: Path, notify_socket: Notifications) -> None:
