@@ -20,6 +20,16 @@ BEGIN = "<!-- BEGIN GENERATED REFERENCE: python -m bimmaild.protocol.docgen docs
 END = "<!-- END GENERATED REFERENCE -->"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: GFM ends a cell at every unescaped ``|``, even inside
+    backticks, so a type such as ``str|int`` would otherwise split the row."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
 def _param_rows(params: tuple[Param, ...], prefix: str = "") -> list[str]:
     rows = []
     for p in params:
@@ -36,8 +46,7 @@ def _param_rows(params: tuple[Param, ...], prefix: str = "") -> list[str]:
             flags.append(f"{p.min if p.min is not None else ''}…{p.max if p.max is not None else ''}")
         if p.secret:
             flags.append("secret, never echoed")
-        doc = p.doc.replace("|", "\\|")
-        rows.append(f"| `{path}` | {kind} | {'; '.join(flags)} | {doc} |")
+        rows.append(_row(f"`{path}`", kind, "; ".join(flags), p.doc))
         if p.fields:
             rows += _param_rows(p.fields, prefix=f"{path}[]." if p.kind == "list" else f"{path}.")
     return rows
@@ -65,7 +74,7 @@ def _errors() -> str:
     lines = ["| code | name | retry |", "|---|---|---|"]
     for code in ErrorCode:
         retry = ERROR_CLASSES[code]("").retry
-        lines.append(f"| {int(code)} | `{code.wire_name}` | {retry} |")
+        lines.append(_row(str(int(code)), f"`{code.wire_name}`", str(retry)))
     lines.append("")
     lines.append(
         f"`retry`: `{Retry.NOW}` = retry at once after fixing the request, `{Retry.LATER}` = "
@@ -78,7 +87,7 @@ def render_reference() -> str:
     parts = [BEGIN, "", "## Methods", ""]
     parts += [_method(m) for m in METHODS]
     parts += ["## Events", "", "| event | when | params |", "|---|---|---|"]
-    parts += [f"| `{e.name}` | {e.summary} | {e.params} |" for e in EVENTS]
+    parts += [_row(f"`{e.name}`", e.summary, e.params) for e in EVENTS]
     parts += ["", "## Error codes", "", _errors(), "", END]
     return "\n".join(parts)
 
