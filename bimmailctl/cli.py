@@ -92,13 +92,41 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _fail(args: argparse.Namespace, code: int, message: str, error: dict[str, Any] | None = None) -> int:
     if args.json:
-        render.print_json({"error": error or {"message": message}})
+        render.print_json({"error": error or local_error("error", message)})
     print(f"bimmailctl: {message}", file=sys.stderr)
     return code
 
 
+def local_error(name: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error of bimmailctl itself, in the shape of the daemon's (README: ``{code, name, message,
+    field, data}``), so that a script reads every ``--json`` failure the same way.  ``code`` is null:
+    protocol codes are the daemon's; the exit code says the rest."""
+    return {"code": None, "name": name, "message": message, "field": None, "data": data or {}}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed command line; with ``--json`` anywhere, a bad one is also a JSON error on stdout
+    (argparse prints its usage on stderr, as without ``--json``, and exits 2)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--json" not in words:
+        return build_parser().parse_args(words)
+    import contextlib
+    import io
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return build_parser().parse_args(words)
+    except SystemExit as exc:
+        sys.stderr.write(captured.getvalue())
+        if exc.code not in (0, None):
+            message = captured.getvalue().strip().splitlines()[-1:] or ["invalid command line"]
+            render.print_json({"error": local_error("usage", message[0].partition("error: ")[2] or message[0])})
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if getattr(args, "local", None) is not None:  # needs no daemon (bimmailctl service …)
         local_code: int = args.local(args)
         return local_code
@@ -110,11 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(args))
     except accounts.UsageError as exc:
-        return _fail(args, render.EXIT_INVALID, str(exc), {"name": "usage", "message": str(exc)})
+        return _fail(args, render.EXIT_INVALID, str(exc), local_error("usage", str(exc)))
     except DaemonNotRunning as exc:
-        return _fail(args, render.EXIT_NOT_RUNNING, str(exc), {"name": "daemon_not_running", "message": str(exc)})
+        error = local_error("daemon_not_running", str(exc), {"socket": str(exc.socket_path)})
+        return _fail(args, render.EXIT_NOT_RUNNING, str(exc), error)
     except ConnectionLost as exc:
-        return _fail(args, render.EXIT_FAILURE, str(exc))
+        return _fail(args, render.EXIT_FAILURE, str(exc), local_error("connection_lost", str(exc)))
     except BimmailError as exc:
         wire = exc.to_wire()
         if not args.json and isinstance(exc.data.get("report"), dict):

@@ -181,6 +181,36 @@ async def test_json_errors_are_structured(daemon: RunningDaemon) -> None:
     }  # fmt: skip
 
 
+ERROR_KEYS = {"code", "name", "message", "field", "data"}  # README, "Global options"
+
+
+async def test_ctl_own_json_errors_have_the_daemon_shape(daemon: RunningDaemon, short_dir: Path) -> None:
+    """Issue 2 item 7 (--json on every command; audit 23 gap 10): the errors bimmailctl finds itself
+    (no daemon, a bad command line) are {code, name, message, field, data} like the daemon's, code null."""
+    missing = short_dir / "nothing.sock"
+    stopped = await run_ctl(missing, "--json", "status")
+    assert stopped.code == 3
+    assert json.loads(stopped.stdout)["error"] == {
+        "code": None, "name": "daemon_not_running", "message": stopped.stderr.removeprefix("bimmailctl: ").strip(),
+        "field": None, "data": {"socket": str(missing)},
+    }  # fmt: skip
+    cases = [  # argparse's refusal, with --json before or after the command; the ctl's own check
+        ["--json", "account", "add", "--name", "X"],
+        ["account", "add", "--name", "X", "--json"],
+        ["--json", *ADD_WORK[:-1], "--password-file", "/nonexistent"],
+    ]
+    for args in cases:
+        result = await run_ctl(daemon.socket_path, *args)
+        assert result.code == 2, args
+        error = json.loads(result.stdout)["error"]
+        assert set(error) == ERROR_KEYS and (error["code"], error["name"], error["field"], error["data"]) == (
+            None, "usage", None, {},
+        ), args  # fmt: skip
+        assert error["message"] and error["message"] in result.stderr, args  # stderr still says it all
+    daemon_error = json.loads((await run_ctl(daemon.socket_path, "--json", "account", "show", "Nope")).stdout)
+    assert set(daemon_error["error"]) == ERROR_KEYS
+
+
 async def test_stopped_daemon_says_how_to_start_it(short_dir: Path) -> None:
     result = await run_ctl(short_dir / "nothing.sock", "account", "list")
     assert result.code == 3
