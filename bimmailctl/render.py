@@ -134,6 +134,7 @@ def account_block(account: dict[str, Any], out: TextIO = sys.stdout) -> None:
             ("enabled", yes_no(account["enabled"])),
             ("auto-fetch", yes_no(account["auto_fetch"])),
             ("state", _state_line(account.get("status") or {})),
+            *_activity_lines(account.get("status") or {}),
             ("created", account["created_at"]),
             ("updated", account["updated_at"]),
         ],
@@ -154,6 +155,28 @@ def _state_line(status: dict[str, Any]) -> str:
         return "never fetched"
     line = f"{status['state']} (last fetch {status.get('last_fetch_at') or '-'})"
     return f"{line}: {status['message']}" if status.get("message") else line
+
+
+def _activity_lines(status: dict[str, Any]) -> list[tuple[str, Any]]:
+    """What the daemon is doing with the account and what waits (R-E1, R-C7): issue 6's status."""
+    lines: list[tuple[str, Any]] = []
+    result = status.get("last_result")
+    if result:
+        lines.append(("last result", f"{result['new']} new, {result['updated']} updated, {result['removed']} removed"))
+    lines.append(("next fetch", status.get("next_fetch_at") or "not scheduled"))
+    if status.get("fetching"):
+        progress = status.get("progress") or {}
+        where = f" ({progress['folder']}: {progress['messages_done']}/{progress['messages_total']})" if progress else ""
+        lines.append(("connection", f"fetching{where}"))
+    push = status.get("push", "off")
+    push_error = status.get("push_error")
+    lines.append(("push (IDLE)", f"{push}: {push_error}" if push_error else push))
+    refused = status.get("refused_operations") or []
+    queued = f"{status.get('pending_operations', 0)} waiting"
+    if refused:
+        queued += f", {len(refused)} refused by the server (tried again later): {refused[0]['error']}"
+    lines.append(("server operations", queued))
+    return lines
 
 
 def account_table(accounts: Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
@@ -261,12 +284,16 @@ def _cut(text: str | None, width: int) -> str:
 
 
 def message_table(rows: Sequence[dict[str, Any]], *, trash: bool = False, out: TextIO = sys.stdout) -> None:
+    """One row per message; the account's column only when several accounts are listed."""
     last = "FROM FOLDER" if trash else "FOLDER"
+    several = len({m.get("account") for m in rows}) > 1
+    head = ("ID", "ACCOUNT") if several else ("ID",)
     table(
-        ("ID", "DATE", "FROM", "SUBJECT", last, "FLAGS"),
+        (*head, "DATE", "FROM", "SUBJECT", last, "FLAGS"),
         [
             (
-                m["id"], (m.get("date") or "")[:16].replace("T", " "), _cut(m.get("from"), 30),
+                *((m["id"], _cut(m.get("account"), 20)) if several else (m["id"],)),
+                (m.get("date") or "")[:16].replace("T", " "), _cut(m.get("from"), 30),
                 _cut(m.get("subject"), 50), (m.get("origin") if trash else m.get("folder")) or "-",
                 " ".join(m.get("flags", [])) + (" (queued)" if m.get("pending") else ""),
             )

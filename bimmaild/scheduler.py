@@ -18,8 +18,12 @@ fetches so that several accounts do not hit their servers at the same second.
 
 An account in ``needs-attention`` (refused password, safety stop) is skipped
 until the user acts; one in ``error`` waits for a back-off that doubles with
-each failure.  Also scheduled: the trash mirror of every enabled account, and
-the outbox's retries of unsent messages.
+each failure.  Also scheduled: the trash mirror, and the outbox's retries of
+unsent messages.  The mirror polls the accounts the automatic fetch would
+(switches on), and besides those, any enabled account whose journal still
+holds operations the user asked for (a delete while the server was down must
+reach it even with automation off); the same attention and back-off rules
+hold, so a refused password is not tried again every two minutes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bimmaild.accounts.service import AccountService
 from bimmaild.activity import Activity
 from bimmaild.protocol.errors import InvalidParams
+from bimmaild.store import journal as journal_q
 from bimmaild.store import settings
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
@@ -148,8 +153,10 @@ class Scheduler:
             self.activity.of(account_id).next_fetch_at = job.next_run_time
 
     def offer(self, event: str, params: dict[str, Any], owner: int | None) -> None:
-        """EventBus subscriber: account switches take effect at once."""
+        """EventBus subscriber: account switches take effect at once; a changed account starts its
+        back-offs afresh."""
         if event == "account.changed":
+            self.sync.forget_failures(params["account_id"])
             self.apply()
 
     def run_due_now(self) -> None:
@@ -178,9 +185,16 @@ class Scheduler:
         self.sync.start(account_id)
 
     async def mirror_trash(self) -> None:
+        pending = journal_q.accounts_with_due_work(self.db.conn)
         for account in self.accounts.all():
-            if account.enabled:
-                self.sync.mirror(account.id)
+            polled = self.enabled and account.auto_fetch
+            if not account.enabled or not (polled or account.id in pending):
+                continue
+            if self.sync.login_refused(account.id) or not self.sync.backoff_over(account.id, mirror=True):
+                continue
+            if status_q.read(self.db.conn, account.id)["state"] == "needs-attention" and account.id not in pending:
+                continue
+            self.sync.mirror(account.id)
 
     async def _heartbeat(self) -> None:
         """Nothing: its firing makes the scheduler check its due jobs (see the module docstring)."""

@@ -16,7 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     messages = sub.add_parser("messages", help="read the messages of the local store")
     msub = messages.add_subparsers(dest="messages_command", metavar="COMMAND", required=True)
     p = msub.add_parser("list", help="list messages, newest first")
-    p.add_argument("--account", required=True, metavar="NAME")
+    p.add_argument("--account", metavar="NAME", help="this account only (default: every account)")
     p.add_argument("--folder", metavar="FOLDER")
     p.add_argument("--trash", action="store_true", help="the account's trash folder")
     p.add_argument("--limit", type=int, default=50, metavar="N")
@@ -45,7 +45,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 async def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    params = {"account": args.account, "limit": args.limit, "offset": args.offset, "trash": args.trash}
+    params = {"limit": args.limit, "offset": args.offset, "trash": args.trash}
+    if args.account:
+        params["account"] = args.account
     if args.folder:
         params["folder"] = args.folder
     rows = await client.call("messages.list", params)

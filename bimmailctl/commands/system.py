@@ -55,4 +55,7 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
             message = a["status"].get("message") or a["status"].get("push_error")
             if message:
                 print(f"{a['name']}: {message}")
+            for op in a["status"].get("refused_operations") or []:
+                print(f"{a['name']}: server operation #{op['id']} ({op['kind']}) refused {op['attempts']} time(s),"
+                      f" again at {op['next_attempt_at']}: {op['error']}")  # fmt: skip
     return render.EXIT_OK

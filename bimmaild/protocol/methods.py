@@ -404,9 +404,16 @@ METHODS: tuple[Method, ...] = (
         "messages.list",
         "Messages of the local store, newest first.",
         (
-            ACCOUNT_REF,
+            dataclasses.replace(
+                ACCOUNT_REF, required=False, doc=ACCOUNT_REF.doc + " Left out: every account of the user."
+            ),
             Param("folder", "str", "Only this folder (its name).", max_len=1000),
-            Param("trash", "bool", "Only the account's trash folder (R-C4).", default=False),
+            Param(
+                "trash",
+                "bool",
+                "Only the account's trash folder (R-C4) — of every account without account.",
+                default=False,
+            ),
             Param("limit", "int", "At most this many.", default=50, min=1, max=10000),
             Param("offset", "int", "Skip this many first (paging).", default=0, min=0),
         ),

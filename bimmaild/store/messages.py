@@ -50,13 +50,14 @@ def by_id(conn: sqlite3.Connection, message_id: int) -> sqlite3.Row | None:
 
 
 def listing(
-    conn: sqlite3.Connection, account_id: int, folder_id: int | None, limit: int, offset: int
+    conn: sqlite3.Connection, account_ids: Sequence[int], folder_ids: Sequence[int] | None, limit: int, offset: int
 ) -> list[sqlite3.Row]:
-    """Newest first (by Date header, then by id)."""
-    where, args = ("m.account_id = ?", [account_id])
-    if folder_id is not None:
-        where += " AND m.folder_id = ?"
-        args.append(folder_id)
+    """Newest first (by Date header, then by id), of these accounts (and folders, when given)."""
+    where = f"m.account_id IN ({','.join('?' * len(account_ids))})"
+    args = list(account_ids)
+    if folder_ids is not None:
+        where += f" AND m.folder_id IN ({','.join('?' * len(folder_ids))})"
+        args += folder_ids
     sql = (
         "SELECT m.*, f.name AS folder, o.name AS origin FROM messages m JOIN folders f ON f.id = m.folder_id "  # noqa: S608
         f"LEFT JOIN folders o ON o.id = m.origin_folder_id WHERE {where} "

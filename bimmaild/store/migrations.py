@@ -301,4 +301,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         UNIQUE (owner_uid, issuer)
     );
     """,
+    # 8: a server operation the server refused is tried again later, never given up on: when.
+    """
+    ALTER TABLE journal ADD COLUMN next_attempt_at TEXT;
+    UPDATE journal SET state = 'pending' WHERE state = 'failed';
+    """,
 )

@@ -64,6 +64,7 @@ class AccountResult:
     error: str | None = None
     folders: list[FolderResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    login_refused: bool = False  # only the user can fix it (password, token, certificate)
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -217,6 +218,7 @@ class AccountSync:
         except AccountUnavailable as exc:
             result.state = "needs-attention" if exc.attention else "error"
             result.error = exc.message
+            result.login_refused = exc.attention
             return result
         try:
             await self._folders(conn, result)

@@ -41,8 +41,6 @@ from bimmaild.store.maildir import MaildirFolder, file_name
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 20
-
 
 def _quoted_id(message_id: str) -> str:
     return '"' + message_id.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -60,10 +58,11 @@ class Operations:
         self.account_dir = mail_root / str(account_id)
 
     async def replay(self, kinds: Collection[str] | None = None) -> list[str]:
-        """Carry out every pending entry (of these kinds) in order; returns notes about entries that failed."""
+        """Carry out every pending entry (of these kinds) in order; returns notes about entries the
+        server refused (each is tried again later: ``journal.refused_now``)."""
         notes = []
         handlers = {"create": self._create, "move": self._move, "expunge": self._expunge, "append": self._append}
-        for entry in journal_q.pending(self.db.conn, self.account_id):
+        for entry in journal_q.pending(self.db.conn, self.account_id, due_only=True):
             if kinds is not None and entry["kind"] not in kinds:
                 continue
             params = journal_q.params(entry)
@@ -74,10 +73,8 @@ class Operations:
             except CommandFailed as exc:
                 error = f"{exc.command}: {exc.result} {exc.text}"
                 with self.db.transaction() as conn:
-                    journal_q.attempted(conn, entry["id"], error)
-                    if entry["attempts"] + 1 >= MAX_ATTEMPTS:
-                        journal_q.fail(conn, entry["id"], error)
-                notes.append(f"server operation {entry['kind']} #{entry['id']} refused: {error}")
+                    journal_q.refused_now(conn, entry["id"], entry["attempts"] + 1, error)
+                notes.append(f"server operation {entry['kind']} #{entry['id']} refused (tried again later): {error}")
                 log.warning(
                     "account %d: journal entry %d (%s) refused: %s", self.account_id, entry["id"], entry["kind"], error
                 )

@@ -7,7 +7,10 @@ re-issues IDLE before the server's 30-minute limit (RFC 2177 asks for
 < 29), and when the server reports a change (EXISTS, EXPUNGE, FETCH) asks
 the sync service for a fetch, which joins one already under way.  A dropped
 connection is re-opened with exponential back-off (1 s … 5 min); a server
-without IDLE is left alone (the scheduled fetch remains the safety net).
+without IDLE is left alone (the scheduled fetch remains the safety net).  A
+login only the user can fix (refused password, revoked token, bad
+certificate) puts the account in needs-attention and ends the watcher: no
+hammering of the server until the account is changed.
 Each watcher is a task of this service, cancelled when its account stops
 qualifying and when the daemon stops.
 """
@@ -95,12 +98,22 @@ class PushService:
                 await self._session(account_id)
                 return  # no IDLE on this server
             except (AccountUnavailable, ImapError, OSError) as exc:
+                if isinstance(exc, AccountUnavailable) and exc.attention:
+                    self._stop_for_attention(account_id, exc.message)
+                    return
                 if live.push == "idle":
                     backoff = 1.0  # it was working: retry soon
                 live.push, live.push_error = "error", str(exc)
                 log.info("push for account %d interrupted (%s); again in %.0f s", account_id, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _stop_for_attention(self, account_id: int, message: str) -> None:
+        live = self.activity.of(account_id)
+        live.push, live.push_error = "off", message
+        log.warning("push for account %d stopped until the account is changed: %s", account_id, message)
+        if self.accounts.exists(account_id):
+            self.sync.record_failure(self.accounts.find(account_id), "needs-attention", message)
 
     async def _session(self, account_id: int) -> None:
         account = self.accounts.find(account_id)

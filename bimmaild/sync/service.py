@@ -5,6 +5,14 @@ without ``wait`` returns at once and the work goes on; a client that waits
 and then disconnects does not cancel it (waiters are shielded).  The service
 cancels and awaits its tasks when the daemon stops; an interrupted fetch
 resumes from the store at the next one.
+
+The account's recorded state is the last *fetch*'s.  A mirror run (trash,
+Sent) or the push connection only records a failure — a refused password
+puts the account in needs-attention whoever meets it — and never overwrites
+needs-attention with a lesser state nor the last fetch's time and counts.
+After a refused login nothing connects for the account again (no mirror run,
+queued or scheduled) until it is changed or a fetch is asked for: servers
+lock accounts that keep trying a wrong password.
 """
 
 from __future__ import annotations
@@ -82,6 +90,8 @@ class SyncService:
         self.activity = activity or Activity()
         self.safety = DEFAULT_SAFETY  # the daemon's config sets it (and SIGHUP changes it)
         self._failures: dict[int, tuple[int, float]] = {}  # account -> (consecutive errors, when the last ended)
+        self._mirror_failures: dict[int, tuple[int, float]] = {}  # the same, of mirror runs
+        self._refused: set[int] = set()  # accounts whose last login was refused (see the module docstring)
         self._running: dict[int, asyncio.Task[AccountResult]] = {}
         self._mirrors: dict[int, asyncio.Task[None]] = {}
         self._mirror_roles: dict[int, frozenset[str]] = {}  # what the next mirror run of an account covers
@@ -109,9 +119,10 @@ class SyncService:
         ]
         return {"started": [a.name for a in chosen if a.enabled], "skipped_disabled": skipped, "accounts": results}
 
-    def backoff_over(self, account_id: int) -> bool:
-        """After n failed fetches in a row, the next automatic one waits 2^(n-1) minutes (at most an hour)."""
-        failures, when = self._failures.get(account_id, (0, 0.0))
+    def backoff_over(self, account_id: int, *, mirror: bool = False) -> bool:
+        """After n failed fetches (or mirror runs) in a row, the next automatic one waits 2^(n-1)
+        minutes (at most an hour)."""
+        failures, when = (self._mirror_failures if mirror else self._failures).get(account_id, (0, 0.0))
         if not failures:
             return True
         wait = min(60.0 * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
@@ -139,6 +150,9 @@ class SyncService:
             if running is task:
                 del self._running[account_id]
 
+    def login_refused(self, account_id: int) -> bool:
+        return account_id in self._refused
+
     def mirror(self, account_id: int, roles: frozenset[str] = TRASH_ONLY) -> None:
         """Replay the journal now, in the background, and sync the folders of these roles only
         (the trash folder after a delete or restore; also Sent after a message was sent).
@@ -148,6 +162,8 @@ class SyncService:
         """
         if not self.accounts.exists(account_id) or not self.accounts.find(account_id).enabled:
             return
+        if account_id in self._refused:
+            return  # the journal keeps the work; the next fetch or a change of the account resumes it
         self._mirror_roles[account_id] = self._mirror_roles.get(account_id, frozenset()) | roles
         task = self._mirrors.get(account_id)
         if task is None or task.done():
@@ -158,6 +174,8 @@ class SyncService:
     async def _mirror_runs(self, account_id: int) -> None:
         while (roles := self._mirror_roles.pop(account_id, None)) is not None:
             if not self.accounts.exists(account_id) or not self.accounts.find(account_id).enabled:
+                return
+            if account_id in self._refused:  # refused while this run waited for the fetch to end
                 return
             await self._run(self.accounts.find(account_id), False, only_roles=roles)
 
@@ -192,7 +210,14 @@ class SyncService:
             result = AccountResult(account.id, account.name, state="error", error=f"internal error: {exc}")
         finally:
             live.fetching, live.progress = False, None
+        if result.login_refused:
+            self._refused.add(account.id)
+        elif result.state != "error":
+            self._refused.discard(account.id)
         public = result.to_public()
+        if only_roles is not None:
+            self._mirror_done(account, result, public)
+            return result
         if self.accounts.exists(account.id):  # deleted meanwhile: nothing to record
             at = datetime.now(UTC).isoformat(timespec="seconds")
             try:
@@ -207,18 +232,42 @@ class SyncService:
             account.id, account.name, result.state, public["new"], public["updated"], public["removed"],
             f" ({result.error})" if result.error else "",
         )  # fmt: skip
-        self._count_failure(account.id, result.state)
-        self.events.publish("fetch.done" if only_roles is None else "trash.changed", public, owner=account.owner_uid)
+        _count_failure(self._failures, account.id, result.state)
+        self.events.publish("fetch.done", public, owner=account.owner_uid)
         self._state(account, result.state, result.error)
         return result
 
-    def _count_failure(self, account_id: int, state: str) -> None:
-        failures = self._failures.get(account_id, (0, 0.0))[0]
-        self._failures[account_id] = (failures + 1 if state == "error" else 0, time.monotonic())
+    def _mirror_done(self, account: Account, result: AccountResult, public: dict[str, Any]) -> None:
+        log.info("mirror of account %d %r done: %s%s", account.id, account.name, result.state,
+                 f" ({result.error})" if result.error else "")  # fmt: skip
+        _count_failure(self._mirror_failures, account.id, result.state)
+        if result.state != "ok" and self.accounts.exists(account.id):
+            self.record_failure(account, result.state, result.error)
+        self.events.publish("trash.changed", public, owner=account.owner_uid)
+
+    def record_failure(self, account: Account, state: str, message: str | None) -> None:
+        """A failure met outside a fetch (a mirror run, the push connection) — see the module docstring."""
+        current = status_q.read(self.db.conn, account.id)
+        if state == "needs-attention":
+            self._refused.add(account.id)  # met by a mirror run or push: that is always the login
+        if current["state"] == "needs-attention" and state != "needs-attention":
+            return
+        try:
+            with self.db.transaction() as conn:
+                status_q.write(conn, account.id, state, message, current["last_fetch_at"], current["last_result"])
+        except (sqlite3.Error, OSError) as exc:
+            log.error("cannot record the state of account %d: %s", account.id, exc)
+        self._state(account, state, message)
 
     def _state(self, account: Account, state: str, message: str | None) -> None:
         self.events.publish("account.state", {"account_id": account.id, "account": account.name, "state": state,
                                               "message": message}, owner=account.owner_uid)  # fmt: skip
+
+    def forget_failures(self, account_id: int) -> None:
+        """The account was changed (new password, settings): its back-offs start afresh."""
+        self._failures.pop(account_id, None)
+        self._mirror_failures.pop(account_id, None)
+        self._refused.discard(account_id)
 
     async def cancel(self, account_id: int) -> None:
         """Stop the account's fetch and trash mirror, if any, and wait until they have stopped."""
@@ -236,3 +285,8 @@ class SyncService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _count_failure(counts: dict[int, tuple[int, float]], account_id: int, state: str) -> None:
+    failures = counts.get(account_id, (0, 0.0))[0]
+    counts[account_id] = (failures + 1 if state == "error" else 0, time.monotonic())

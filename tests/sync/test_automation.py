@@ -7,6 +7,7 @@ with ``Scheduler.run_due_now`` (never by sleeping for an interval).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,10 @@ async def test_scheduled_fetch_runs_and_respects_the_switches(
     listed = {a["name"]: a["status"] for a in await client.call("account.list")}
     assert listed["Manual"]["state"] == "new", "not included: not fetched automatically"
     assert listed["Work"]["next_fetch_at"] is not None
+    # The job that ran comes back one interval later (15 min by default, with up to a minute of jitter).
+    [job] = jobs(daemon).values()
+    ahead = (job.next_run_time - datetime.now(UTC)).total_seconds()
+    assert 14 * 60 - 1 <= ahead <= 16 * 60, ahead
     manual = await client.call("fetch", {"wait": True, "accounts": ["Manual"]})
     assert manual["accounts"][0]["state"] == "ok", "a manual fetch takes it"
 
@@ -146,11 +151,14 @@ async def test_idle_delivers_new_mail_without_a_scheduled_fetch(
     await add_account(client, mail_servers)
     await fetch(client)
     await wait_push(client)
+    scheduled = {job_id: job.next_run_time for job_id, job in jobs(daemon).items()}
+    assert scheduled, "the account has its automatic fetch job"
     await client.subscribe(["message.new"])
     mail_servers.user.append(make_message(500, subject="Arrivé par IDLE"), "INBOX")
     _, new = await next_event(client, "message.new", timeout=5)
     assert (new["folder"], new["subject"]) == ("INBOX", "Arrivé par IDLE")
-    assert all(job.next_run_time.timestamp() > asyncio.get_running_loop().time() for job in jobs(daemon).values())
+    # No scheduled fetch ran meanwhile: a run would have moved its job's next run time.
+    assert {job_id: job.next_run_time for job_id, job in jobs(daemon).items()} == scheduled
 
 
 async def test_idle_reconnects_after_server_restart(short_dir: Path, tmp_path: Path) -> None:
@@ -208,12 +216,31 @@ async def test_ctl_automation_watch_and_progress(
     assert row[:2] == ["Work", "ok"]
 
 
+async def test_manual_fetch_joins_the_automatic_one(
+    client: Client, daemon: RunningDaemon, mail_servers: MailServers
+) -> None:
+    """A manual fetch asked while the automatic one runs waits for it: one run, one result."""
+    mail_servers.user.deliver_many([make_message(i, attachment=50_000) for i in range(200)])
+    await add_account(client, mail_servers)
+    await client.subscribe(["fetch.done"])
+    daemon.daemon.scheduler.run_due_now()
+    for _ in range(200):
+        if (await client.call("account.show", {"account": "Work"}))["status"]["fetching"]:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the automatic fetch never started")
+    manual = await client.call("fetch", {"wait": True})
+    assert manual["accounts"][0]["new"] == 200, "the result of the run it joined"
+    await next_event(client, "fetch.done")
+    with pytest.raises(TimeoutError):  # no second run
+        await next_event(client, "fetch.done", timeout=1.0)
+
+
 async def test_a_missed_run_after_suspend_runs_once(
     client: Client, daemon: RunningDaemon, mail_servers: MailServers
 ) -> None:
     """A job hours late (the machine slept) runs once, not once per missed interval (coalesce, no grace limit)."""
-    from datetime import UTC, datetime, timedelta
-
     await add_account(client, mail_servers)
     await client.call("automation.set", {"interval_minutes": 1})
     await client.subscribe(["fetch.done"])

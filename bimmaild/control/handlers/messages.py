@@ -67,18 +67,26 @@ class MessageHandlers:
         return result
 
     async def list(self, session: Session, params: dict[str, Any]) -> list[dict[str, Any]]:
-        account = self.accounts.find(params["account"], session.uid)
-        folder_id = None
-        if params["trash"]:
-            folder_id = self.trash.trash_folder(account.id)["id"]
-        elif params.get("folder") is not None:
-            rows = folder_q.for_account(self.db.conn, account.id)
-            match = [r for r in rows if params["folder"] in (r["name"], r["wire_name"])]
-            if not match:
-                raise NotFound(f"account {account.name!r} has no folder {params['folder']!r}", field="folder")
-            folder_id = match[0]["id"]
-        rows = message_q.listing(self.db.conn, account.id, folder_id, params["limit"], params["offset"])
-        return [{**message_view.summary(r), "account": account.name} for r in rows]
+        named = params.get("account") is not None
+        accounts = [self.accounts.find(params["account"], session.uid)] if named else self.accounts.all(session.uid)
+        folder_ids: list[int] | None = None
+        if params["trash"] or params.get("folder") is not None:
+            folder_ids = []
+            for account in accounts:
+                rows = folder_q.for_account(self.db.conn, account.id)
+                if params["trash"]:
+                    match = [r for r in rows if r["role"] == "account_trash"]
+                    if not match and named:
+                        self.trash.trash_folder(account.id)  # says why: never fetched yet
+                else:
+                    match = [r for r in rows if params["folder"] in (r["name"], r["wire_name"])]
+                folder_ids += [r["id"] for r in match[:1]]
+            if not folder_ids and params.get("folder") is not None:
+                where = f"account {accounts[0].name!r}" if named else "no account"
+                raise NotFound(f"{where} has no folder {params['folder']!r}", field="folder")
+        names = {a.id: a.name for a in accounts}
+        rows = message_q.listing(self.db.conn, list(names), folder_ids, params["limit"], params["offset"])
+        return [{**message_view.summary(r), "account": names[r["account_id"]]} for r in rows]
 
     async def show(self, session: Session, params: dict[str, Any]) -> dict[str, Any]:
         row = message_q.by_id(self.db.conn, params["id"])
