@@ -342,12 +342,16 @@ def _size(count: int) -> str:
 
 
 class Progress:
-    """Per-account progress for ``fetch --wait``: a redrawn bar on a terminal, plain lines otherwise."""
+    """Progress of ``fetch --wait``: on a terminal, a bar per account, redrawn in place (one line
+    each, so that several accounts fetched at once do not overwrite each other); plain lines
+    otherwise, one per event, for logs and pipes."""
 
     def __init__(self, out: TextIO = sys.stderr) -> None:
         self.out = out
         self.tty = out.isatty()
         self.started: dict[str, float] = {}
+        self.lines: dict[str, str] = {}  # account -> its line, in the order they first reported
+        self.drawn = 0  # lines of the block on the screen
 
     def update(self, params: dict[str, Any], now: float) -> None:
         key = f"{params['account']} {params['folder']}"
@@ -358,14 +362,18 @@ class Progress:
         text = (f"{key}: {params['messages_done']}/{params['messages_total']} messages, "
                 f"{_size(done)}/{_size(params['bytes_total'])}, {share:4.0%}"
                 + (f", about {eta:.0f} s left" if eta >= 1 else ""))  # fmt: skip
-        if self.tty:
-            width = 24
-            filled = int(share * width)
-            self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\x1b[K")
-            if params["messages_done"] >= params["messages_total"]:
-                self.out.write("\n")
-        else:
+        if not self.tty:
             self.out.write(text + "\n")
+            self.out.flush()
+            return
+        width = 24
+        filled = int(share * width)
+        self.lines[params["account"]] = f"[{'#' * filled}{'.' * (width - filled)}] {printable(text)}"
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F")  # back to the first line of the block
+        for line in self.lines.values():
+            self.out.write(f"\r{line}\x1b[K\n")
+        self.drawn = len(self.lines)
         self.out.flush()
 
 
