@@ -192,7 +192,28 @@ def _attribute_filter(image_src: Callable[[str], str | None], tag: str, attr: st
     return value
 
 
+_IMAGE = re.compile(r"<img\b([^>]*)>", re.IGNORECASE)
+_ALT = re.compile(r'\balt="([^"]*)"')
+
+
+def _without_sourceless_images(html: str) -> str:
+    """An image whose source was refused (remote, unknown) becomes its alt text, not an empty frame."""
+
+    def replace(match: re.Match[str]) -> str:
+        attributes = match.group(1)
+        if re.search(r"\bsrc=", attributes):
+            return match.group(0)
+        alt = _ALT.search(attributes)
+        return alt.group(1) if alt else ""
+
+    return _IMAGE.sub(replace, html)
+
+
 def _clean(html: str, image_src: Callable[[str], str | None]) -> str:
+    return _without_sourceless_images(_nh3_clean(html, image_src))
+
+
+def _nh3_clean(html: str, image_src: Callable[[str], str | None]) -> str:
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

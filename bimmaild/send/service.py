@@ -163,7 +163,7 @@ class SendService:
                 account, self.accounts.credentials, message, json.loads(row["recipients"]), self.timeout
             )
         except SubmissionFailed as exc:
-            return self._failed(row, exc)
+            return await self._failed(row, exc)
         except SubmissionUncertain as exc:
             error = f"{exc.message}; check the recipients' copy or the Sent folder, then retry or cancel"
             self._update(outbox_id, state="uncertain", last_error=error)
@@ -174,7 +174,15 @@ class SendService:
             raise
         return await self._succeeded(row, sent)
 
-    def _failed(self, row: sqlite3.Row, exc: SubmissionFailed) -> dict[str, Any]:
+    async def _failed(self, row: sqlite3.Row, exc: SubmissionFailed) -> dict[str, Any]:
+        retry = [a for a, (code, _) in exc.refused.items() if 400 <= code < 500]
+        if retry and len(retry) < len(exc.refused):
+            # Every recipient refused, some only for now: those get an entry of their own, retried;
+            # this one keeps the others, refused for good, for the user.
+            await self._requeue(row, retry)
+            self._update(row["id"], recipients=json.dumps([a for a in exc.refused if a not in retry]))
+        else:
+            retry = []
         attempts = row["attempts"] + 1
         if exc.temporary and attempts < MAX_ATTEMPTS:
             wait = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF)
@@ -186,7 +194,7 @@ class SendService:
             state = "failed"
         log.warning("outbox %d: %s (%s)", row["id"], exc.message, state)
         refused = {a: {"code": c, "message": m} for a, (c, m) in exc.refused.items()}
-        return self._result(row, state, [], refused, exc.message)
+        return self._result(row, state, [], refused, exc.message, retry)
 
     async def _succeeded(self, row: sqlite3.Row, sent: Submission) -> dict[str, Any]:
         refused = {a: {"code": c, "message": m} for a, (c, m) in sent.refused.items()}

@@ -232,6 +232,11 @@ def _content(params: dict[str, Any]) -> tuple[str, str] | None:
 def _clean(kind: str, body: str, images: Sequence[SignatureImage]) -> str:
     if len(body) > MAX_BODY:
         raise InvalidParams(f"the signature is longer than {MAX_BODY} characters", field=kind)
+    if kind == "text" and images:  # stored but never sent: a plain signature cannot show them
+        raise InvalidParams(
+            "images go with an HTML signature; a plain-text one cannot show them (give html, or no images)",
+            field="images",
+        )
     if kind == "html":
         return sanitize_html(body, [i.filename for i in images])
     return body.rstrip("\n")

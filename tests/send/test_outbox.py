@@ -79,6 +79,24 @@ async def test_temporarily_refused_recipient_is_retried_alone(fast_client: Clien
     assert states == ["sent", "sent"]
 
 
+async def test_every_recipient_refused_some_only_for_now(fast_client: Client, mail_servers: MailServers) -> None:
+    """Nobody accepted it: the one refused for good is kept for the user, the one refused for now is
+    retried on its own entry — not held back by the other's permanent refusal."""
+    await add_account(fast_client, mail_servers)
+    mail_servers.smtp.refuse["bob@example.net"] = (450, "4.2.1 Mailbox busy")
+    mail_servers.smtp.refuse["carol@example.net"] = (550, "5.1.1 No such user")
+    result = await fast_client.call("send", {"to": "bob@example.net, carol@example.net", "text": "x"})
+    assert (result["state"], result["retrying"]) == ("failed", ["bob@example.net"])
+    del mail_servers.smtp.refuse["bob@example.net"]
+    [delivery] = await mail_servers.smtp.wait_for_deliveries(1, timeout=15)
+    assert delivery.rcpt_tos == ["bob@example.net"]
+    entries = {e["id"]: e for e in await fast_client.call("outbox.list")}
+    kept = entries[result["outbox_id"]]
+    assert (kept["state"], kept["recipients"]) == ("failed", ["carol@example.net"])
+    [retried] = [e for e in entries.values() if e["id"] != kept["id"]]
+    assert (retried["state"], retried["recipients"]) == ("sent", ["bob@example.net"])
+
+
 async def test_queued_message_goes_out_when_the_daemon_starts(
     short_dir: Path, tmp_path: Path, mail_servers: MailServers
 ) -> None:

@@ -208,11 +208,18 @@ def test_image_names_are_rewritten_to_cid_placeholders() -> None:
 
 def test_resolve_images_maps_names_and_placeholders_to_content_ids() -> None:
     stored = sanitize_html('<img src="logo.png"><img src="https://x.example/p.gif">', ["logo.png"])
-    assert resolve_images(stored, {"logo.png": "abc@acme.example"}) == '<img src="cid:abc@acme.example"><img>'
+    assert resolve_images(stored, {"logo.png": "abc@acme.example"}) == '<img src="cid:abc@acme.example">'
     assert (
         resolve_images('<img src="logo.png">', {"logo.png": "abc@acme.example"}) == '<img src="cid:abc@acme.example">'
     )
-    assert resolve_images('<img src="logo.png"><script>x</script>', {}) == "<img>"
+    assert resolve_images('<img src="logo.png"><script>x</script>', {}) == ""
+
+
+def test_a_refused_image_leaves_its_alt_text_not_an_empty_frame() -> None:
+    out = sanitize_html('<p><img src="https://acme.example/logo.png" alt="ACME &amp; fils"> Jean</p>', [])
+    assert out == "<p>ACME &amp; fils Jean</p>"
+    assert sanitize_html('<img src="https://t.example/p.gif" width="1">', []) == ""
+    assert sanitize_html(out, []) == out
 
 
 _FRAGMENTS = [

@@ -88,7 +88,13 @@ async def test_sent_copy_is_downloaded_into_the_local_sent_folder(client: Client
 
 @pytest.mark.parametrize(
     ("port", "security", "auth"),
-    [("ssl", "ssl", True), ("starttls", "starttls", True), ("plain", "none", False), ("starttls", "starttls", False)],
+    [
+        ("ssl", "ssl", True),
+        ("starttls", "starttls", True),
+        ("plain", "none", False),
+        ("starttls", "starttls", False),
+        ("ssl", "ssl", False),
+    ],
 )
 async def test_each_security_mode_and_auth_setting(
     client: Client, mail_servers: MailServers, port: str, security: str, auth: bool

@@ -80,6 +80,7 @@ async def test_bad_signature_input(client: Client) -> None:
         ({"name": "x", "html": "x", "images": [{"filename": "big.png", "data": PNG + bytes(600 * 1024)}]},
          "images[0]"),
         ({"name": "x", "html": "x", "images": [{"filename": "a.png"}]}, "images[0].data"),
+        ({"name": "x", "text": "a", "images": [{"filename": "a.png", "data": PNG}]}, "images"),  # never sent
     ]  # fmt: skip
     for params, field in cases:
         with pytest.raises(BimmailError) as caught:
