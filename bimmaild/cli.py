@@ -114,7 +114,9 @@ def effective_config(args: argparse.Namespace) -> config.Effective:
         "secret_backend": (args.secret_backend, "command line"),
         "connect_timeout": (args.connect_timeout, "command line"),
     }
-    return config.effective(defaults, args.config or config.default_path(args.system), overrides)
+    path = args.config or config.default_path(args.system)
+    defaults["providers_dir"] = Path(path).absolute().parent / "providers"
+    return config.effective(defaults, path, overrides)
 
 
 def daemon_config(args: argparse.Namespace, settings: config.Effective) -> DaemonConfig:
@@ -130,6 +132,7 @@ def daemon_config(args: argparse.Namespace, settings: config.Effective) -> Daemo
         socket_group=args.socket_group,
         default_may_configure=args.default_config_right == "allow",
         fetch_interval_minutes=settings["fetch_interval_minutes"],
+        providers_dir=settings["providers_dir"],
         safety=SafetyStop(settings["safety_stop_share"], settings["safety_stop_minimum"]),
     )
 

@@ -71,6 +71,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_backend", "auto, keyring or file (where passwords are kept)", _choice(*SECRET_BACKENDS)),
     Setting("connect_timeout", "seconds each step of a connection test may wait", _number(0.5, 300)),
     Setting(
+        "providers_dir",
+        "custom provider presets: Thunderbird autoconfig files (*.xml), each used as a preset",
+        _path,
+    ),
+    Setting(
         "fetch_interval_minutes",
         "automatic fetch interval until one is set with bimmailctl automation",
         _number(1, 1440, integer=True),

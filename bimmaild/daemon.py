@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bimmaild import __version__, config, systemd
+from bimmaild.accounts.autoconfig import load_directory as load_autoconfig_dir
 from bimmaild.accounts.providers import ProviderDatabase
 from bimmaild.accounts.providers import load_default as load_providers
 from bimmaild.accounts.secrets import choose_backend, open_backend
@@ -89,6 +90,8 @@ class DaemonConfig:
     # Config file settings (bimmaild.config); those two change on SIGHUP too.
     fetch_interval_minutes: int = DEFAULT_INTERVAL_MINUTES
     safety: SafetyStop = DEFAULT_SAFETY
+    # Custom presets (Thunderbird autoconfig files) beside the shipped ones; read at start.
+    providers_dir: Path | None = None
 
 
 @contextlib.contextmanager
@@ -187,7 +190,7 @@ class Daemon:
         backend_name, store_id = self._secret_settings(db)
         secrets = open_backend(backend_name, data_dir, store_id)
         events = EventBus()
-        providers = load_providers()
+        providers = self._providers()
         limits = conntest.Limits.for_timeout(self.config.connect_timeout)
         clients = Clients(db, secrets)
         sign_ins = SignIns(clients)
@@ -219,6 +222,19 @@ class Daemon:
         )
         stack.push_async_callback(server.close)
         await server.start()
+
+    def _providers(self) -> ProviderDatabase:
+        """The shipped presets, and before them the site's own (autoconfig files in providers_dir)."""
+        shipped = load_providers()
+        directory = self.config.providers_dir
+        if directory is None or not directory.is_dir():
+            return shipped
+        custom, problems = load_autoconfig_dir(directory)
+        for problem in problems:
+            log.warning("custom provider preset not used: %s", problem)
+        if custom:
+            log.info("custom provider presets from %s: %s", directory, ", ".join(p.id for p in custom))
+        return shipped.with_custom(custom)
 
     def _claim_socket(self, stack: contextlib.AsyncExitStack) -> SocketClaim | None:
         """Our socket's lock, or StartupError when another daemon serves it; None when systemd

@@ -9,9 +9,11 @@ business: this module does no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from bimmaild.accounts.providers import Provider, _build
@@ -87,6 +89,35 @@ def _enable_hints(parent: ET.Element) -> list[str]:
     return hints
 
 
+def load_directory(directory: Path) -> tuple[list[Provider], list[str]]:
+    """The custom presets of a directory: each ``*.xml`` an autoconfig document, its id the file's
+    stem.  Returns them and a problem per file that could not be used (the others still count)."""
+    found: list[Provider] = []
+    problems: list[str] = []
+    try:
+        paths = sorted(directory.glob("*.xml"))
+    except OSError as exc:
+        return [], [f"{directory}: {exc.strerror}"]
+    seen: set[str] = set()
+    for path in paths:
+        try:
+            provider = parse_autoconfig(path.read_bytes(), provider_id=_slug(path.stem))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        clash = seen & set(provider.domains)
+        if clash:
+            problems.append(f"{path}: domain {sorted(clash)[0]} is already in another custom preset")
+            continue
+        seen |= set(provider.domains)
+        found.append(dataclasses.replace(provider, source=f"{path} ({provider.source})"))
+    return found, problems
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "custom"
+
+
 def parse_autoconfig(xml: bytes, *, provider_id: str | None = None) -> Provider:
     """A Provider from an autoconfig document (UTF-8), marked unverified; ValueError says what is missing.
 
@@ -110,7 +141,7 @@ def parse_autoconfig(xml: bytes, *, provider_id: str | None = None) -> Provider:
         hints.append(f"the SMTP login is the {'full address' if smtp_login == 'address' else 'part before @'}")
     raw_id = provider.get("id") or domains[0]
     table = {
-        "id": provider_id or re.sub(r"[^a-z0-9]+", "-", raw_id.lower()).strip("-"),
+        "id": provider_id or _slug(raw_id),
         "name": (provider.findtext("displayName") or "").strip() or raw_id,
         "domains": domains,
         "imap": imap,

@@ -259,6 +259,24 @@ class ProviderDatabase:
             for expanded in _expand(table, f"provider #{number}")
         )
 
+    def with_custom(self, custom: Iterable[Provider]) -> ProviderDatabase:
+        """These presets first: a custom entry replaces a shipped one of the same id, and takes its
+        domains and MX suffixes from any shipped one that has them (the site knows its own mail)."""
+        custom = list(custom)
+        ids = {p.id for p in custom}
+        domains = {d for p in custom for d in p.domains}
+        suffixes = {m for p in custom for m in p.mx_suffixes}
+        kept = [
+            dataclasses.replace(
+                p,
+                domains=tuple(d for d in p.domains if d not in domains),
+                mx_suffixes=tuple(m for m in p.mx_suffixes if m not in suffixes),
+            )
+            for p in self._providers
+            if p.id not in ids
+        ]
+        return ProviderDatabase([*custom, *kept])
+
     def all(self) -> list[Provider]:
         return list(self._providers)
 

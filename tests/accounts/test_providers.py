@@ -11,11 +11,12 @@ import dataclasses
 import json
 import re
 from datetime import date
+from pathlib import Path
 
 import msgpack
 import pytest
 
-from bimmaild.accounts.autoconfig import parse_autoconfig
+from bimmaild.accounts.autoconfig import load_directory, parse_autoconfig
 from bimmaild.accounts.providers import (
     AUTH_METHODS,
     Provider,
@@ -497,3 +498,28 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 def test_parse_autoconfig_rejects_bad_documents(xml: bytes, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_autoconfig(xml)
+
+
+# --- custom presets: a directory of autoconfig files ---------------------------------------------------------
+
+
+def test_custom_presets_come_first_and_take_their_domains(tmp_path: Path) -> None:
+    """R-B2: a site's own autoconfig file is a preset; it wins over a shipped one for its domains."""
+    (tmp_path / "Mairie.xml").write_bytes(AUTOCONFIG.replace(b"Example-Mail.net", b"orange.fr"))
+    (tmp_path / "broken.xml").write_bytes(b"<clientConfig version='1.1'><emailProvider/></clientConfig>")
+    (tmp_path / "twice.xml").write_bytes(AUTOCONFIG)
+    (tmp_path / "notes.txt").write_text("not a preset")
+    custom, problems = load_directory(tmp_path)
+    assert [p.id for p in custom] == ["mairie"]
+    assert custom[0].source.startswith(str(tmp_path / "Mairie.xml")) and not custom[0].verified
+    assert len(problems) == 2
+    assert any("broken.xml" in p and "no <incomingServer" in p for p in problems), problems
+    assert any("twice.xml" in p and "already in another custom preset" in p for p in problems), problems
+    shipped = load_default()
+    merged = shipped.with_custom(custom)
+    assert merged.for_domain("orange.fr") is custom[0] and merged.for_domain("example.net") is custom[0]
+    orange = merged.by_id("orange")
+    assert orange is not None and "orange.fr" not in orange.domains and "wanadoo.fr" in orange.domains
+    assert merged.for_domain("wanadoo.fr") is orange
+    assert len(merged.all()) == len(shipped.all()) + 1
+    assert load_directory(tmp_path / "absent") == ([], [])
