@@ -6,8 +6,11 @@ here in system mode, knows them only by the socket's peer credentials.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,11 @@ from typing import Any
 import pytest
 
 from bimmailctl.client import Client
-from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
+from tests.helpers import RunningDaemon, daemon_config, spawn_daemon, start_daemon, stop_daemon
+from tests.servers.fixtures import MailServers
 from tests.servers.local_users import LocalUser, LocalUsers, local_users
 from tests.servers.tls import make_tls
+from tests.sync.test_sync import make_message
 
 __all__ = ["local_users"]
 
@@ -80,8 +85,9 @@ async def test_a_user_sees_and_changes_only_their_own(system: RunningDaemon, loc
 
 
 async def test_administrator_denies_and_allows(system: RunningDaemon, local_users: LocalUsers) -> None:
-    """R-L3: without the right, every change is refused with permission denied and nothing changes;
-    listing, testing and fetching still work."""
+    """R-L3: without the right, a change is refused with permission denied and nothing changes; listing
+    and fetching still work; the administrator's user list shows the decision and can undo it.  Every
+    change of the issue's list, and testing and sending, are checked by the next test."""
     alice, carol = local_users.alice, local_users.carol
     sock = system.socket_path
     await add_account(alice, sock, "Work")
@@ -117,6 +123,160 @@ async def test_administrator_denies_and_allows(system: RunningDaemon, local_user
     renamed = await alice.ctl(sock, "account", "modify", "Work", "--name", "Renamed")
     assert renamed.code == 0, renamed.stderr
     assert await names(alice, sock) == ["Renamed"]
+
+
+async def shown(user: LocalUser, socket: Path, *args: str) -> Any:
+    """``bimmailctl --json ARGS`` as ``user``, which must succeed."""
+    done = await user.ctl(socket, "--json", *args)
+    assert done.code == 0, (args, done.stderr)
+    return json.loads(done.stdout)
+
+
+def settings(account: dict[str, Any]) -> dict[str, Any]:
+    """An account as ``account show`` gives it, without its live ``status``: the push watcher (IDLE)
+    fetches by itself whenever the server reports new mail, which is not a change of settings."""
+    return {key: value for key, value in account.items() if key != "status"}
+
+
+async def everything_a_change_could_touch(user: LocalUser, socket: Path) -> dict[str, Any]:
+    """The accounts' settings (``updated_at`` included), the signatures (content, order, default) and
+    the folder selection: what a refused change must leave as it was."""
+    folders = await shown(user, socket, "account", "folders", "Work", "--no-refresh")
+    return {
+        "list": [settings(a) for a in await shown(user, socket, "account", "list")],
+        "Work": settings(await shown(user, socket, "account", "show", "Work")),
+        "Perso": settings(await shown(user, socket, "account", "show", "Perso")),
+        "signatures": await shown(user, socket, "signature", "list", "Work"),
+        "folders": {f["name"]: (f["selected"], f["chosen_by_user"]) for f in folders["folders"]},
+    }
+
+
+async def test_denied_user_changes_nothing_but_still_tests_fetches_and_sends(
+    system: RunningDaemon, local_users: LocalUsers, mail_servers: MailServers, short_dir: Path, tmp_path: Path
+) -> None:
+    """R-L3, item by item: without the right to configure, a user "can still list their accounts, test
+    them, fetch and send, but every change — account add/modify/delete/primary/enable, folder selection,
+    signature changes — is refused with the 'permission denied' error and a message saying an
+    administrator must allow it; nothing changes."
+
+    Alice sets everything up while she still may — a real account, fetched, with two signatures (the
+    first the default), and a second account, disabled — so that each refused command would really
+    change something; then an administrator takes her right away.  Everything goes through the real
+    ``bimmailctl`` as alice's uid, against the real Dovecot and SMTP server."""
+    alice, carol = local_users.alice, local_users.carol
+    sock = system.socket_path
+    ca_file = short_dir / "ca.pem"  # the daemon reads a CA file only if the user could: alice must reach it
+    shutil.copyfile(mail_servers.ca_file, ca_file)
+    ca_file.chmod(0o644)
+    imap_port, smtp_port = mail_servers.dovecot.ports["imaps"], mail_servers.smtp.ports["starttls"]
+    added = await alice.ctl(
+        sock, "account", "add", "--name", "Work", "--email", mail_servers.user.login, "--password-stdin",
+        "--imap-host", "127.0.0.1", "--imap-port", str(imap_port), "--imap-security", "ssl",
+        "--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port), "--smtp-security", "starttls",
+        "--tls-ca-file", str(ca_file), stdin=mail_servers.user.password + "\n",
+    )  # fmt: skip
+    assert added.code == 0, added.stdout + added.stderr
+    perso = await alice.ctl(sock, *ADD, "--name", "Perso", "--disabled", stdin="pw\n")
+    assert perso.code == 0, perso.stderr
+    formal, short = tmp_path / "formal.txt", tmp_path / "short.txt"
+    formal.write_text("Alice Martin\nACME\n")
+    short.write_text("A. M.\n")
+    for name, text, *default in (("Formal", formal, "--default"), ("Short", short)):
+        signed = await alice.ctl(sock, "signature", "add", "Work", "--name", name, "--text-file", str(text), *default)
+        assert signed.code == 0, signed.stderr
+    mail_servers.user.deliver(make_message(1))
+    assert (await alice.ctl(sock, "fetch", "--wait", "Work")).code == 0
+
+    denied = await carol.ctl(sock, "user", "deny-config", alice.name)
+    assert denied.code == 0, denied.stderr
+    before = await everything_a_change_could_touch(alice, sock)
+    # There is something to change: the refusals below are not no-ops.
+    assert [(s["name"], s["position"], s["default"]) for s in before["signatures"]["signatures"]] == [
+        ("Formal", 1, True),
+        ("Short", 2, False),
+    ]
+    assert (before["Work"]["primary"], before["Work"]["enabled"], before["Perso"]["enabled"]) == (True, True, False)
+    assert before["folders"]["INBOX"][0] and not before["folders"]["Junk"][0], before["folders"]
+
+    for change in (
+        (*ADD, "--name", "Third"),
+        ("account", "modify", "Work", "--name", "Renamed", "--separator", ";"),
+        ("account", "delete", "Work", "--yes"),
+        ("account", "primary", "Perso"),
+        ("account", "enable", "Perso"),
+        ("account", "disable", "Work"),
+        ("account", "folders", "Work", "--select", "Junk"),
+        ("account", "folders", "Work", "--no-refresh", "--unselect", "INBOX"),
+        ("signature", "add", "Work", "--name", "Third", "--text-file", str(short)),
+        ("signature", "modify", "Work", "Formal", "--rename", "Casual", "--text-file", str(short)),
+        ("signature", "delete", "Work", "Formal"),
+        ("signature", "move", "Work", "Formal", "down"),
+        ("signature", "move", "Work", "Short", "--position", "1"),
+        ("signature", "default", "Work", "Short"),
+        ("signature", "default", "Work", "--none"),
+    ):
+        refused = await alice.ctl(sock, "--json", *change, stdin="pw\n")
+        assert refused.code == 6, (change, refused.stdout, refused.stderr)  # 6: permission denied
+        assert json.loads(refused.stdout)["error"]["name"] == "permission_denied", (change, refused.stdout)
+        assert "an administrator must allow it" in refused.stderr, (change, refused.stderr)
+    assert await everything_a_change_could_touch(alice, sock) == before
+
+    # Still allowed: listing, testing, fetching, sending, and reading the signatures.
+    listed = await alice.ctl(sock, "account", "list")
+    assert listed.code == 0 and "Work" in listed.stdout and "Perso" in listed.stdout, listed.stderr
+    tested = await alice.ctl(sock, "account", "test", "Work")
+    assert tested.code == 0, tested.stdout + tested.stderr
+    assert tested.stdout.splitlines()[-1] == "Result: both servers work with these settings."
+    mail_servers.user.deliver(make_message(2))
+    [fetched] = (await shown(alice, sock, "fetch", "--wait", "Work"))["accounts"]
+    assert (fetched["account"], fetched["state"]) == ("Work", "ok"), fetched
+    # The new message is here (this fetch brought it, or the push watcher's that it joined).
+    inbox = await shown(alice, sock, "account", "folders", "Work", "--no-refresh")
+    assert next(f["messages"] for f in inbox["folders"] if f["name"] == "INBOX") == 2
+    sent = await alice.ctl(
+        sock, "send", "--from", "Work", "--to", "bob@example.net", "--subject", "Sent while denied", "--body-stdin",
+        stdin="Bonjour\n",
+    )  # fmt: skip
+    assert sent.code == 0 and "accepted  bob@example.net" in sent.stdout, sent.stdout + sent.stderr
+    [delivery] = await mail_servers.smtp.wait_for_deliveries(1)
+    assert (delivery.rcpt_tos, delivery.auth_login) == (["bob@example.net"], mail_servers.user.login)
+    assert delivery.message["Subject"] == "Sent while denied"
+    assert "Alice Martin" in delivery.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    signatures = await alice.ctl(sock, "signature", "list", "Work")
+    assert signatures.code == 0 and "Formal" in signatures.stdout, signatures.stderr
+    preview = await alice.ctl(sock, "signature", "preview", "Work", "Formal")
+    assert preview.code == 0 and "Alice Martin\nACME" in preview.stdout, preview.stderr
+    assert (await shown(alice, sock, "signature", "list", "Work")) == before["signatures"]
+
+
+async def test_default_config_right_deny_on_the_command_line(
+    short_dir: Path, tmp_path: Path, local_users: LocalUsers
+) -> None:
+    """R-L3: ``bimmaild --system --default-config-right deny``, a real process started as the system
+    unit would, gives a user it has never seen no right: hello says so (front-ends grey out their
+    buttons) and a change is refused; an administrator still may."""
+    short_dir.chmod(0o755)  # the socket's directory must be reachable by the users
+    sock = short_dir / "run" / "bimmaild.sock"
+    process = await spawn_daemon(
+        sock, tmp_path / "data", "--system", "--admin-group", local_users.admin_group,
+        "--default-config-right", "deny", "--config", str(tmp_path / "no-config.toml"),
+    )  # fmt: skip
+    try:
+        [alice_hello] = await local_users.alice.raw(sock, ("hello", {"protocol": 1}))
+        hello = alice_hello["result"]
+        assert (hello["mode"], hello["user"]["name"]) == ("system", local_users.alice.name)
+        assert (hello["is_admin"], hello["may_configure"]) == (False, False)
+        refused = await local_users.alice.ctl(sock, *ADD, "--name", "Work", stdin="pw\n")
+        assert refused.code == 6 and "an administrator must allow it" in refused.stderr, refused.stderr
+        [carol_hello] = await local_users.carol.raw(sock, ("hello", {"protocol": 1}))
+        assert (carol_hello["result"]["is_admin"], carol_hello["result"]["may_configure"]) == (True, True)
+        users = await shown(local_users.carol, sock, "user", "list")
+        alice = next(u for u in users if u["name"] == local_users.alice.name)
+        assert (alice["may_configure"], alice["decision"]) == (False, "default")  # nobody decided: the flag did
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0, "a clean shutdown"
 
 
 async def test_only_administrators_administer(system: RunningDaemon, local_users: LocalUsers) -> None:
