@@ -98,6 +98,9 @@ def _print_fetch(result: dict[str, Any], waited: bool) -> None:
             note = folder["error"] or folder["needs_attention"] or ("unchanged" if folder["unchanged"] else "")
             rows.append(("", folder["folder"], folder["new"], folder["updated"], folder["removed"], "", note))
     render.table(("ACCOUNT", "FOLDER", "NEW", "UPDATED", "REMOVED", "STATE", "NOTE"), rows)
+    for account in result["accounts"]:  # folders gone or renamed on the server, refused operations …
+        for text in account.get("notes") or ():
+            print(f"note ({account['account']}): {text}")
 
 
 async def cmd_folders(client: Client, args: argparse.Namespace) -> int:

@@ -162,7 +162,7 @@ async def prepare_folders(
     copy waits for one (R-D1) —, then replay pending server operations (R-C7), creations
     first since the others may need those folders."""
     entries = await conn.list_entries()
-    rows = folder_list.refresh(db, account.id, entries, account.trash_folder)
+    rows, notes = await folder_list.refresh_from_server(db, conn, account.id, entries, account.trash_folder)
     pending = journal_q.pending(db.conn, account.id)
     creating = {journal_q.params(e)["wire_name"] for e in pending if e["kind"] == "create"}
     wanted = []
@@ -178,7 +178,7 @@ async def prepare_folders(
             with db.transaction() as txn:
                 journal_q.record(txn, account.id, "create", {"wire_name": wire})
     operations = Operations(db, conn, account.id, mail_root)
-    notes = await operations.replay(kinds=("create",))
+    notes += await operations.replay(kinds=("create",))
     if wanted:
         rows = folder_list.refresh(db, account.id, await conn.list_entries(), account.trash_folder)
     notes += await operations.replay()
@@ -270,4 +270,6 @@ class AccountSync:
             except BaseException:
                 result.folders.append(sync.result)  # what was done before the failure counts
                 raise
+            finally:
+                result.notes += sync.notes
             self.reconciled.add(row["id"])

@@ -4,18 +4,28 @@ A folder's ``selected`` column is NULL until the user chooses; then the
 default of its role applies (inbox, sent, archive and the account's trash
 folder are synchronised; Gmail's All Mail never by default).  A folder that
 disappears from LIST is marked ``gone``, never deleted with its messages: a
-rename or a server mishap must not lose the local copies.
+server mishap must not lose the local copies.
+
+A folder renamed on the server is recognised (``find_renames``): when a
+synchronised folder vanished from LIST while new folders appeared, each new
+one is asked its STATUS, and one with the vanished folder's UIDVALIDITY (and
+its message count, when known) — the only one either way — is that folder.
+Its row keeps its id, Maildir, messages and whether it is synchronised; only
+its names (and the role its new name gives it) change, so it goes on syncing
+from the stored state, nothing downloaded again.  The STATUS cost falls only
+on folders that appeared in the same listing as a synchronised one vanished.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bimmaild.imap import folders as roles
-from bimmaild.imap.parse import ListEntry
+from bimmaild.imap.connection import CommandFailed, ImapConnection
+from bimmaild.imap.parse import ListEntry, quote_mailbox
 from bimmaild.protocol.errors import InvalidParams, NotFound
 from bimmaild.store import folders as folder_q
 from bimmaild.store.db import Database
@@ -60,10 +70,87 @@ def usable(account_id: int, entries: Sequence[ListEntry]) -> list[ListEntry]:
     return list(kept.values())
 
 
-def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account_trash: str) -> list[sqlite3.Row]:
+async def refresh_from_server(
+    db: Database, conn: ImapConnection, account_id: int, entries: Sequence[ListEntry], account_trash: str
+) -> tuple[list[sqlite3.Row], list[str]]:
+    """``refresh`` with the renames ``find_renames`` recognises; the rows, and notes for the user."""
     entries = usable(account_id, entries)
+    renames = await find_renames(db, conn, account_id, entries)
+    rows = refresh(db, account_id, entries, account_trash, renames=renames)
+    by_id = {row["id"]: row for row in rows}
+    notes = [
+        f"folder {old!r} was renamed {by_id[folder_id]['name']!r} on the server; its local copies follow it"
+        for old, folder_id in renames.values()
+    ]
+    return rows, notes
+
+
+async def find_renames(
+    db: Database, conn: ImapConnection, account_id: int, entries: Sequence[ListEntry]
+) -> dict[str, tuple[str, int]]:
+    """New folder's wire name -> (old name, folder id) of the vanished folder it is (see the module docstring)."""
+    rows = folder_q.for_account(db.conn, account_id)
+    listed = {entry.wire_name for entry in entries}
+    known = {row["wire_name"] for row in rows}
+    vanished = [
+        r for r in rows if r["wire_name"] not in listed and r["state"] == "present" and r["uidvalidity"] is not None
+    ]
+    appeared = [e for e in entries if e.wire_name not in known and not _unselectable(e.attributes)]
+    if not vanished or not appeared:
+        return {}
+    statuses: dict[str, dict[str, int]] = {}
+    for entry in appeared:
+        try:
+            statuses[entry.wire_name] = await conn.status(quote_mailbox(entry.wire_name), "(MESSAGES UIDVALIDITY)")
+        except CommandFailed as exc:  # listed but refused: not one we can take for another
+            log.info("account %d: STATUS of new folder %r refused: %s", account_id, entry.wire_name, exc)
+    matches = match_renames([(r["id"], r["uidvalidity"], r["message_count"]) for r in vanished], statuses)
+    names = {r["id"]: r["name"] for r in vanished}
+    for wire_name, folder_id in matches.items():
+        log.info("account %d: folder %r renamed %r on the server", account_id, names[folder_id], wire_name)
+    return {wire_name: (names[folder_id], folder_id) for wire_name, folder_id in matches.items()}
+
+
+def match_renames(
+    vanished: Sequence[tuple[int, int, int | None]], statuses: dict[str, dict[str, int]]
+) -> dict[str, int]:
+    """New folder's wire name -> id of the vanished folder it is.
+
+    ``vanished``: (folder id, stored UIDVALIDITY, stored message count or None).  A pair
+    needs the same UIDVALIDITY and, when the count is known, the same count, and must be
+    the only candidate on both sides: an ambiguous pair is no rename (the vanished folder
+    stays ``gone`` with its copies, the new one is a new folder).
+    """
+    candidates = {
+        wire_name: [
+            folder_id
+            for folder_id, uidvalidity, count in vanished
+            if uidvalidity == status.get("UIDVALIDITY") and (count is None or count == status.get("MESSAGES"))
+        ]
+        for wire_name, status in statuses.items()
+    }
+    claims: dict[int, int] = {}
+    for ids in candidates.values():
+        for folder_id in ids:
+            claims[folder_id] = claims.get(folder_id, 0) + 1
+    return {wire: ids[0] for wire, ids in candidates.items() if len(ids) == 1 and claims[ids[0]] == 1}
+
+
+def refresh(
+    db: Database,
+    account_id: int,
+    entries: Sequence[ListEntry],
+    account_trash: str,
+    *,
+    renames: Mapping[str, tuple[str, int]] | None = None,
+) -> list[sqlite3.Row]:
+    """Store the server's folder list; ``renames`` (from ``find_renames``): new wire name ->
+    (old name, id of the row that follows it)."""
+    entries = usable(account_id, entries)
+    renames = renames or {}
     with db.transaction() as conn:
         existing = {row["wire_name"]: row for row in folder_q.for_account(conn, account_id)}
+        by_id = {row["id"]: row for row in existing.values()}
         taken = {row["maildir"] for row in existing.values()}
         seen = set()
         # One folder per role by attribute: a Gmail label named "Sent" stays a label.
@@ -78,7 +165,15 @@ def refresh(db: Database, account_id: int, entries: Sequence[ListEntry], account
                 "state": "present",
             }
             row = existing.get(entry.wire_name)
-            if row is None:
+            if row is None and entry.wire_name in renames and renames[entry.wire_name][1] in by_id:
+                row = by_id[renames[entry.wire_name][1]]
+                seen.add(row["wire_name"])
+                values["wire_name"] = entry.wire_name  # the Maildir keeps its name: no file moves
+                was_selected = selected(row)
+                if was_selected != _selected(values["role"], row["selected"]):
+                    values["selected"] = int(was_selected)  # the new name's role would change it
+                folder_q.update(conn, row["id"], values)
+            elif row is None:
                 maildir = roles.maildir_name(entry.name, entry.delimiter, taken)
                 taken.add(maildir)
                 folder_q.insert(conn, account_id, {**values, "wire_name": entry.wire_name, "maildir": maildir})
@@ -96,15 +191,23 @@ def gone(rows: Sequence[sqlite3.Row]) -> list[str]:
 
 
 def selected(row: sqlite3.Row) -> bool:
-    if row["role"] == "account_trash":
+    return _selected(row["role"], row["selected"])
+
+
+def _selected(role: str | None, choice: int | None) -> bool:
+    if role == "account_trash":
         return True  # the account's trash folder is always synchronised (R-C3)
-    if row["selected"] is not None:
-        return bool(row["selected"])
-    return bool(roles.selected_by_default(row["role"]))
+    if choice is not None:
+        return bool(choice)
+    return bool(roles.selected_by_default(role))
 
 
 def selectable(row: sqlite3.Row) -> bool:
-    return not ({a.lower() for a in row["attributes"].split()} & NOT_SELECTABLE)
+    return not _unselectable(row["attributes"].split())
+
+
+def _unselectable(attributes: Iterable[str]) -> bool:
+    return bool({a.lower() for a in attributes} & NOT_SELECTABLE)
 
 
 def to_sync(rows: Sequence[sqlite3.Row]) -> list[sqlite3.Row]:

@@ -5,12 +5,15 @@ lost or duplicated):
 
 1. reconcile the Maildir with the index (once per folder and process): files
    a crash delivered but never indexed are indexed from their names, files
-   half-written in ``tmp/`` go, rows whose file vanished are dropped and the
-   folder's UIDNEXT lowered so the next run fetches them again;
+   half-written in ``tmp/`` go, the renames of an interrupted re-map are
+   finished, rows whose file vanished are dropped and the folder's UIDNEXT
+   lowered so the next run fetches them again;
 2. STATUS: unchanged folder → done, one round trip;
 3. SELECT (with CONDSTORE when offered, or QRESYNC with the state of the
    last complete sync: the answer then lists what vanished and which flags
-   changed); UIDVALIDITY change → re-map by Message-ID (``planner.remap``);
+   changed); UIDVALIDITY change → re-map by Message-ID (``planner.remap``):
+   the new UIDs are committed first, each row still naming its old file,
+   then the files are renamed and the new names committed;
 4. new messages, streamed in batches: each batch's files are written and made
    durable in a worker thread while the next batch downloads, then its rows
    are committed; the stream pauses when two batches wait (bounded memory);
@@ -18,14 +21,17 @@ lost or duplicated):
    then removals (QRESYNC's VANISHED; a UID SEARCH only when the counts still
    disagree), which stop before a mass removal until confirmed;
 6. the folder's state (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, count) is stored
-   last: until then the next STATUS check sees a change and resyncs.
+   last: until then the next STATUS check sees a change and resyncs.  A
+   message asked for but not returned with its content lowers the stored
+   UIDNEXT to its UID and leaves the count unknown: the next run asks again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,6 +80,58 @@ def _flags_text(flags: tuple[str, ...] | None) -> str:
     return " ".join(sorted({f for f in flags or () if f.lower() != "\\recent"}))
 
 
+@dataclass
+class ReconcilePlan:
+    """What ``FolderSync.reconcile`` does to make the index and the Maildir agree."""
+
+    missing: list[tuple[int, int]] = field(default_factory=list)  # (uid, row id): the row's file is gone
+    found: list[tuple[str, int]] = field(default_factory=list)  # (file name, row id): its file, another name
+    renames: list[tuple[str, str, int]] = field(default_factory=list)  # (old, new, row id): a re-map's to finish
+    orphans: list[str] = field(default_factory=list)  # files no row names
+    duplicates: list[str] = field(default_factory=list)  # a second file of a row's (UIDVALIDITY, UID)
+
+
+def plan_reconcile(
+    indexed: Mapping[int, tuple[int, str, str]], on_disk: Mapping[str, str], uidvalidity: int | None
+) -> ReconcilePlan:
+    """Match the index (uid -> (row id, flags, filename)) with the Maildir (base name -> name).
+
+    A row's file is the one its ``filename`` names, flags aside (another mail client may have
+    changed the info letters), or else the file named after the folder's UIDVALIDITY and the
+    row's UID: a re-map commits the new UIDs before it renames the files (``_remap``), so after
+    a crash a row may name its old file while the file already has its new name.  A row found
+    under its old name whose new name is free is renamed, finishing the re-map.  Rows with a
+    placeholder UID (below 1, waiting for a server UID or for the removal step) keep their names.
+    """
+    plan = ReconcilePlan()
+    claimed: set[str] = set()
+    for uid, (mid, _flags, filename) in indexed.items():
+        base = filename.split(":", 1)[0]
+        canonical = base_name(uidvalidity, uid) if uidvalidity is not None and uid >= 1 else None
+        if base in on_disk:
+            claimed.add(base)
+            name = on_disk[base]
+            if canonical is not None and base != canonical and canonical not in on_disk:
+                plan.renames.append((name, canonical + name[len(base) :], mid))
+            elif name != filename:
+                plan.found.append((name, mid))
+        elif canonical is not None and canonical in on_disk:
+            claimed.add(canonical)
+            if on_disk[canonical] != filename:
+                plan.found.append((on_disk[canonical], mid))
+        else:
+            plan.missing.append((uid, mid))
+    for base, name in on_disk.items():
+        if base in claimed:
+            continue
+        parsed = parse_name(name)
+        if parsed is not None and parsed[0] == uidvalidity and parsed[1] in indexed:
+            plan.duplicates.append(name)  # the row has its file under its old name: the same message
+        else:
+            plan.orphans.append(name)
+    return plan
+
+
 class FolderSync:
     def __init__(
         self,
@@ -110,6 +168,11 @@ class FolderSync:
         self.adopt = folder["role"] == "account_trash"
         self.condstore = "CONDSTORE" in conn.capabilities or "QRESYNC" in conn.capabilities
         self.result = FolderResult(self.name)
+        self.notes: list[str] = []  # for the account's result (what is worth telling, not an error)
+        # UIDs asked for whose content the server did not send: absent from its answer, or
+        # answered without BODY[] (the second is an error).  Fetched again by the next run.
+        self.not_returned: set[int] = set()
+        self.without_body: set[int] = set()
 
     async def run(self) -> FolderResult:
         if self.do_reconcile:
@@ -145,6 +208,13 @@ class FolderSync:
             await self._update_flags(uidvalidity)
             removals_done = await self._remove_vanished(state.exists)
         uidnext = state.uidnext or max(message_q.uids(self.db.conn, self.folder_id), default=0) + 1
+        if self.not_returned:
+            # "Every message with a smaller UID that exists on the server is stored": not so
+            # for these.  The next run fetches from the first of them (the count left unknown
+            # so that its STATUS check does not call the folder unchanged).
+            uidnext = min(uidnext, min(self.not_returned))
+            removals_done = False
+            self._report_not_returned()
         self._save_state(uidvalidity, uidnext, state.highestmodseq, state.exists, removals_done)
         return self.result
 
@@ -154,26 +224,32 @@ class FolderSync:
         await asyncio.to_thread(self.maildir.clear_tmp)
         on_disk = await asyncio.to_thread(self.maildir.delivered)
         indexed = message_q.uids(self.db.conn, self.folder_id)
-        by_base = {
-            filename.split(":", 1)[0]: (uid, mid, flags, filename) for uid, (mid, flags, filename) in indexed.items()
-        }
-        missing = [(uid, mid) for base, (uid, mid, _f, _n) in by_base.items() if base not in on_disk]
-        renamed = [(flags, on_disk[base], mid) for base, (_u, mid, flags, name) in by_base.items()
-                   if base in on_disk and on_disk[base] != name]  # fmt: skip
-        orphans = [name for base, name in on_disk.items() if base not in by_base]
-        rows = await asyncio.to_thread(self._index_orphans, orphans)
+        plan = plan_reconcile(indexed, on_disk, self.stored.uidvalidity)
+        if plan.renames:  # an interrupted re-map: its files take their new names
+            await asyncio.to_thread(self._rename_files, [(old, new) for old, new, _ in plan.renames])
+        rows = await asyncio.to_thread(self._index_orphans, plan.orphans)
+        if plan.duplicates:
+            await asyncio.to_thread(self._remove_files, plan.duplicates)
+        missing = plan.missing
         with self.db.transaction() as conn:
             message_q.delete(conn, [mid for _, mid in missing])
-            message_q.update_flags(conn, renamed)
+            conn.executemany(
+                "UPDATE messages SET filename = ? WHERE id = ?",
+                [(name, mid) for name, mid in plan.found] + [(new, mid) for _old, new, mid in plan.renames],
+            )
             message_q.insert_many(conn, rows)
             if missing:
-                lowest = min(uid for uid, _ in missing)
-                uidnext = min(lowest, self.stored.uidnext or lowest)
+                # Placeholder UIDs (below 1: a copy waiting for its server UID) have nothing to fetch again.
+                uids = [uid for uid, _ in missing if uid >= 1]
+                if self.stored.uidnext is not None:
+                    uids.append(self.stored.uidnext)
+                uidnext = min(uids, default=None)
                 folder_q.update(conn, self.folder_id, {"uidnext": uidnext, "message_count": None})
                 self.stored = planner.Stored(self.stored.uidvalidity, uidnext, self.stored.highestmodseq, None)
-        if missing or rows:
-            log.info("account %d, folder %s: reconciled %d unindexed files, %d missing files",
-                     self.account_id, self.name, len(rows), len(missing))  # fmt: skip
+        if missing or rows or plan.renames or plan.duplicates:
+            log.info("account %d, folder %s: reconciled %d unindexed files, %d missing files, %d re-map renames "
+                     "finished, %d duplicate files removed", self.account_id, self.name, len(rows), len(missing),
+                     len(plan.renames), len(plan.duplicates))  # fmt: skip
 
     def _index_orphans(self, names: list[str]) -> list[dict[str, Any]]:
         """Rows for files a crash delivered before their batch was committed (worker thread)."""
@@ -266,12 +342,22 @@ class FolderSync:
     async def _download(self, batch: planner.Batch) -> list[FetchItem]:
         items: list[FetchItem] = []
         wanted = set(batch.uids)
+        answered: set[int] = set()  # UIDs with some FETCH item, even one without the body
+        stored: set[int] = set()
 
         def on_item(item: FetchItem) -> None:
-            if item.uid in wanted and BODY in item.sections:
+            if item.uid is None or item.uid not in wanted:
+                return
+            answered.add(item.uid)
+            if BODY in item.sections and item.uid not in stored:
+                stored.add(item.uid)
                 items.append(item)
 
         await self.conn.uid_fetch(uid_set(batch.uids), "(UID FLAGS INTERNALDATE BODY.PEEK[])", on_item)
+        # UID FETCH passes over UIDs that no longer exist (expunged since the sizes were asked):
+        # only the next run can tell them from a message the server failed to send.
+        self.not_returned |= wanted - stored
+        self.without_body |= answered - stored
         return items
 
     async def _writer(self, queue: asyncio.Queue[list[FetchItem] | None], uidvalidity: int) -> None:
@@ -297,6 +383,15 @@ class FolderSync:
     # -- 3. UIDVALIDITY change -----------------------------------------------
 
     async def _remap(self, uidvalidity: int) -> None:
+        """Local copies take their new UIDs, matched by Message-ID and size (nothing downloaded again).
+
+        Crash-safe in this order: (1) one transaction gives the rows their new UIDs and the folder
+        its new UIDVALIDITY, each row still naming its old file; (2) the files are renamed to their
+        new names (``<uidvalidity>.<uid>``); (3) the new names are committed.  A crash after (1)
+        leaves rows whose file has its old name or already its new one: ``reconcile`` accepts
+        both and finishes the renames.  Never the other way round: renamed files that the index
+        does not name would be taken for another era's files and deleted with their rows.
+        """
         remote: dict[int, tuple[str | None, int]] = {}
 
         def on_item(item: FetchItem) -> None:
@@ -315,22 +410,24 @@ class FolderSync:
         renames = []
         for old_uid, new_uid in moved.items():
             row = by_uid[old_uid]
-            new_name = file_name(uidvalidity, new_uid, row["flags"].split())
-            renames.append((row["id"], new_uid, row["filename"], new_name))
+            renames.append((row["id"], new_uid, row["filename"], file_name(uidvalidity, new_uid, row["flags"].split())))
+        with self.db.transaction() as conn:
+            # Every old UID first becomes negative (minus the row's id: unique, unlike minus an old
+            # UID, which an earlier era's leftover may hold), so that no new UID collides with an
+            # old one on UNIQUE(folder_id, uid).  Copies matching nothing keep theirs negative: they
+            # can never shadow a new server UID, and the removal step (with its safety stop)
+            # decides about them.
+            conn.execute("UPDATE messages SET uid = -id WHERE folder_id = ?", (self.folder_id,))
+            conn.executemany("UPDATE messages SET uid = ? WHERE id = ?", ((uid, mid) for mid, uid, _o, _n in renames))
+            folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity, "uidnext": 1, "message_count": None})
+        self.stored = planner.Stored(uidvalidity, 1, None, None)
         await asyncio.to_thread(self._rename_files, [(old, new) for _, _, old, new in renames])
         with self.db.transaction() as conn:
-            # Every old UID first becomes negative, so that no new UID collides with an old one on
-            # UNIQUE(folder_id, uid).  Copies matching nothing keep theirs negative: they can never
-            # shadow a new server UID, and the removal step (with its safety stop) decides about them.
-            conn.execute("UPDATE messages SET uid = -abs(uid) WHERE folder_id = ?", (self.folder_id,))
             conn.executemany(
-                "UPDATE messages SET uid = ?, filename = ? WHERE id = ?",
-                ((new_uid, new_name, mid) for mid, new_uid, _old, new_name in renames),
+                "UPDATE messages SET filename = ? WHERE id = ?", ((new, mid) for mid, _u, _o, new in renames)
             )
-            folder_q.update(conn, self.folder_id, {"uidvalidity": uidvalidity, "uidnext": 1, "message_count": None})
         log.info("account %d, folder %s: UIDVALIDITY changed; %d messages re-mapped by Message-ID",
                  self.account_id, self.name, len(renames))  # fmt: skip
-        self.stored = planner.Stored(uidvalidity, 1, None, None)
 
     def _rename_files(self, pairs: list[tuple[str, str]]) -> None:
         for old, new in pairs:
@@ -415,6 +512,28 @@ class FolderSync:
             self.maildir.remove(name)
         self.maildir.sync_directory()
 
+    def _report_not_returned(self) -> None:
+        def listed(uids: set[int]) -> str:
+            shown = sorted(uids)[:10]
+            return ", ".join(map(str, shown)) + (
+                f" and {len(uids) - len(shown)} more" if len(uids) > len(shown) else ""
+            )
+
+        absent = self.not_returned - self.without_body
+        if self.without_body:
+            self.result.error = (
+                f"the server answered without the content of {len(self.without_body)} message(s) "
+                f"(UID {listed(self.without_body)}); asked for again at the next fetch"
+            )
+        if absent:
+            # Most likely deleted on the server since the download began; the next run tells.
+            self.notes.append(
+                f"folder {self.name!r}: {len(absent)} message(s) asked for were not in the server's answer "
+                f"(UID {listed(absent)}), probably deleted meanwhile; looked for again at the next fetch"
+            )
+        log.warning("account %d, folder %s: content not returned for UIDs %s (with an answer: %s)",
+                    self.account_id, self.name, sorted(self.not_returned), sorted(self.without_body))  # fmt: skip
+
     # -- 6. state ------------------------------------------------------------
 
     def _save_state(
@@ -440,4 +559,4 @@ _LETTER_FLAGS = {
     "\\Seen": "S",
     "\\Deleted": "T",
 }
-__all__ = ["FolderResult", "FolderSync", "base_name"]
+__all__ = ["FolderResult", "FolderSync", "ReconcilePlan", "base_name", "plan_reconcile"]

@@ -65,3 +65,24 @@ async def test_folders_command(daemon: RunningDaemon, mail_servers: MailServers)
     assert selected["Junk"] is True and selected["Archive"] is False
     unknown = await run_ctl(daemon.socket_path, "account", "folders", "Work", "--select", "Nope")
     assert unknown.code == 4 and "no folder 'Nope'" in unknown.stderr
+
+
+async def test_fetch_prints_the_accounts_notes(daemon: RunningDaemon, mail_servers: MailServers) -> None:
+    """A synchronised folder deleted on the server: the table says ok, and the note below it says why
+    that folder is no longer fetched (its local copies kept)."""
+    user = mail_servers.user
+    with user.imap() as imap:
+        imap.create("Projets")
+    user.deliver_many([make_message(i, folder="Projets") for i in range(2)], "Projets")
+    await _add(daemon, mail_servers)
+    selected = await run_ctl(daemon.socket_path, "account", "folders", "Work", "--select", "Projets")
+    assert selected.code == 0, selected.stderr
+    first = await run_ctl(daemon.socket_path, "fetch", "--wait")
+    assert first.code == 0 and "note (" not in first.stdout, first.stdout
+    with user.imap() as imap:
+        imap.delete("Projets")
+    fetched = await run_ctl(daemon.socket_path, "fetch", "--wait")
+    assert fetched.code == 0, fetched.stderr
+    assert fetched.stdout.splitlines()[-1] == (
+        "note (Work): folder 'Projets' is no longer on the server (renamed or deleted there); its local copies are kept"
+    )
