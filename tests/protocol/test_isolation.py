@@ -4,6 +4,7 @@
 - ``bimmailctl`` imports nothing of the daemon but ``bimmaild.protocol``;
 - ``bimmaild.store`` imports nothing of bimmaild above it;
 - ``bimmaild.sync`` / ``bimmaild.send`` never import ``bimmaild.control``;
+- the control handlers never touch sockets (the connection layer owns them);
 - the ctl does not load asyncio or msgpack just to show ``--help``.
 """
 
@@ -28,6 +29,10 @@ def _imports(package: str) -> dict[Path, set[str]]:
                 names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module)
+                if node.module in ("bimmaild", "bimmailctl"):  # ``from bimmaild import tls`` is bimmaild.tls
+                    names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level:
+                raise AssertionError(f"{path}: relative import (the rules are checked on absolute names)")
         found[path] = names
     assert found, f"no modules found for {package}"
     return found
@@ -59,6 +64,17 @@ def test_sync_and_send_never_import_control() -> None:
             continue  # arrives with its issue; the rule applies from then on
         for path, names in _imports(package).items():
             assert not any(n.startswith("bimmaild.control") for n in names), path
+
+
+def test_handlers_never_touch_sockets() -> None:
+    for path, names in _imports("bimmaild.control.handlers").items():
+        touching = {n for n in names if n.split(".")[0] in ("socket", "ssl", "selectors")}
+        touching |= {
+            n for n in names if n.startswith("bimmaild.control.") and n.split(".")[2] in ("connection", "server")
+        }
+        assert not touching, f"{path.relative_to(ROOT)} imports {sorted(touching)}"
+    source = "".join(p.read_text() for p in (ROOT / "bimmaild/control/handlers").rglob("*.py"))
+    assert "open_connection" not in source and "start_server" not in source
 
 
 def test_ctl_help_path_loads_no_heavy_modules() -> None:
