@@ -222,7 +222,10 @@ class SyncService:
             at = datetime.now(UTC).isoformat(timespec="seconds")
             try:
                 with self.db.transaction() as conn:
-                    status_q.write(conn, account.id, result.state, result.error, at, public)
+                    # A fetch that went well may still have something to say (a folder gone from the
+                    # server, an operation refused): the account's message, shown by status and account show.
+                    message = result.error or "; ".join(result.notes) or None
+                    status_q.write(conn, account.id, result.state, message, at, public)
                 live.unrecorded = None
             except (sqlite3.Error, OSError) as exc:  # a full or read-only disk: the answer still goes out
                 log.error("cannot record the fetch result of account %d: %s", account.id, exc)

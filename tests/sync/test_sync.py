@@ -254,6 +254,8 @@ async def test_folder_deleted_on_server_keeps_local_copies(
     folders = {f["name"]: f for f in (await client.call("account.folders", {"account": "Work"}))["folders"]}
     assert folders["Projets"]["state"] == "gone"
     assert folders["Projets"]["messages"] == 5, "nothing deleted locally"
+    status = (await client.call("account.show", {"account": "Work"}))["status"]
+    assert status["state"] == "ok" and "'Projets' is no longer on the server" in status["message"], status
 
 
 async def test_one_failing_account_does_not_stop_another(
