@@ -211,33 +211,48 @@ def _alternative(alt: dict[str, Any]) -> str:
     return f"port {alt['port']} with {alt['security']}"
 
 
+def _report_text(value: object, indent: int = 0) -> str:
+    """A report's text made ``printable``: much of it is the server's (replies, certificate names,
+    what a probe heard), and could drive the terminal.  A multi-line SMTP reply keeps its lines,
+    indented under the first."""
+    return printable(str(value)).replace("\n", "\n" + " " * indent)
+
+
 def connection_report(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
     """A connection test as a checklist: a line per step, fixes and hints under the failed one."""
     for kind in ("imap", "smtp"):
         server = report[kind]
         verdict = "works" if server["ok"] else "FAILED"
-        out.write(f"{kind.upper()}  {server['host']}:{server['port']} {server['security']}  {verdict}\n")
+        where = _report_text(f"{server['host']}:{server['port']} {server['security']}")
+        out.write(f"{kind.upper()}  {where}  {verdict}\n")
         for step in server["steps"]:
-            out.write(f"  {'✓' if step['ok'] else '✗'} {step['step']:<13} {step['message']}\n")
-            if step["ok"]:
-                continue
-            if step["fields"]:
-                out.write(f"      fix:    {', '.join(step['fields'])}\n")
-            if step["server_reply"]:
-                out.write(f"      server: {step['server_reply']}\n")
-            if step["hint"]:
-                out.write(f"      hint:   {step['hint']}\n")
-            cert = step["details"].get("certificate")
-            if cert:
-                out.write(f"      certificate: {cert.get('subject', '?')}, SHA-256 {cert.get('sha256')}\n")
+            _report_step(step, out)
         for alt in server["alternatives"]:
-            out.write(f"      {'✓' if alt['ok'] else '✗'} tried {_alternative(alt)}: {alt['message']}\n")
+            out.write(
+                f"      {'✓' if alt['ok'] else '✗'} tried {_alternative(alt)}: {_report_text(alt['message'], 8)}\n"
+            )
         if server["suggestion"]:
-            out.write(f"  → {server['suggestion']}\n")
+            out.write(f"  → {_report_text(server['suggestion'], 4)}\n")
     if report["ok"]:
         out.write("Result: both servers work with these settings.\n")
     else:
         out.write(f"Result: FAILED — settings to fix: {', '.join(report['fields']) or 'see above'}\n")
+
+
+def _report_step(step: dict[str, Any], out: TextIO) -> None:
+    """One step's line; under a failed one, what to fix, the server's reply, the hint, the certificate."""
+    out.write(f"  {'✓' if step['ok'] else '✗'} {step['step']:<13} {_report_text(step['message'], 16)}\n")
+    if step["ok"]:
+        return
+    if step["fields"]:
+        out.write(f"      fix:    {', '.join(step['fields'])}\n")
+    if step["server_reply"]:
+        out.write(f"      server: {_report_text(step['server_reply'], 14)}\n")
+    if step["hint"]:
+        out.write(f"      hint:   {_report_text(step['hint'], 14)}\n")
+    cert = step["details"].get("certificate")
+    if cert:
+        out.write(f"      certificate: {_report_text(cert.get('subject', '?'))}, SHA-256 {cert.get('sha256')}\n")
 
 
 def provider_table(providers: Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:

@@ -2,7 +2,8 @@
 
 dns → connect → tls (implicit, or STARTTLS offered and upgraded) →
 certificate → capabilities → login → folders.  ``probe`` is the same without
-login, used to try the usual alternatives when connecting fails.
+login, used to try the usual alternatives: it goes as far as knowing whether
+the server would take a login there (no LOGINDISABLED), never sending one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from bimmaild.imap.connection import (
     ImapError,
     ImapProtocolError,
     ImapTimeout,
-    LoginDisabled,
     StartTlsUnavailable,
 )
 
@@ -47,16 +47,13 @@ async def check(target: Target, timeout: float, resolver: stages.Resolver = stag
         async with rec.step("login") as step:
             step.message = await _login(conn, target)
         async with rec.step("folders") as step:
-            try:
-                folders = await conn.list_folders()
-            except ImapError as exc:
-                raise StepFailed(f"listing folders failed: {exc}") from None
+            folders = await _folders(conn)
             step.message = f"{len(folders)} folders"
     except StepFailed:
         pass
     finally:
         if conn is not None:
-            await conn.logout()
+            await _close(conn, logout=True)
     return report
 
 
@@ -69,8 +66,23 @@ async def probe(target: Target, timeout: float, resolver: stages.Resolver = stag
         await _greeting(conn, target)
         if target.security == "starttls":
             await _upgrade(conn, target, lambda: conn.starttls(tls.client_context(target.ca_file)))
+        _check_login_offered(conn, target)
         return _describe_capabilities(conn)
     finally:
+        await _close(conn, logout=False)
+
+
+async def _close(conn: ImapConnection, *, logout: bool) -> None:
+    """LOGOUT (or not) and close; a connection already lost is only released.
+
+    Lost during a TLS upgrade, the connection's protocol never hears of it (asyncio
+    tells the TLS layer only), and waiting for that would cost ``aclose``'s 2 s.
+    """
+    if conn.transport.is_closing():
+        conn.close()
+    elif logout:
+        await conn.logout()
+    else:
         await conn.aclose()
 
 
@@ -120,13 +132,13 @@ async def _upgrade(conn: ImapConnection, target: Target, upgrade: Callable[[], A
     except ssl.SSLCertVerificationError:
         raise
     except StartTlsUnavailable:
-        raise stages.starttls_missing(target) from None
+        raise stages.starttls_missing(target, _capability_line(conn)) from None
     except ImapTimeout:
         raise stages.tls_failure(target, TimeoutError()) from None
     except (ssl.SSLError, ImapConnectionLost, ConnectionError) as exc:
         raise stages.tls_failure(target, exc) from None
     except CommandFailed as exc:
-        raise StepFailed(f"STARTTLS refused: {exc.text}", fields=[target.field("security")]) from None
+        raise stages.starttls_refused(target, f"{exc.result} {exc.text}") from None
 
 
 async def _greeting(conn: ImapConnection, target: Target) -> None:
@@ -134,38 +146,86 @@ async def _greeting(conn: ImapConnection, target: Target) -> None:
         await conn.wait_greeting()
     except ImapTimeout:
         raise stages.greeting_timeout(target) from None
-    except ImapProtocolError as exc:
+    except ImapProtocolError:
         raise StepFailed(
-            f"the server on port {target.port} is not an IMAP server ({exc})",
+            f"the server on port {target.port} is not an IMAP server",
             fields=[target.field("port")],
             hint=stages._usual_ports(target),
+            server_reply=_said(conn.protocol.greeting_line),
         ) from None
-    except (ImapConnectionLost, CommandFailed) as exc:
-        raise StepFailed(f"the server refused the session: {exc}", fields=[target.field("security")]) from None
+    except CommandFailed as exc:  # a BYE greeting
+        raise stages.session_refused(target, f"* BYE {exc.text}") from None
+    except ImapConnectionLost:
+        raise StepFailed(
+            "the server closed the connection before its greeting",
+            fields=[target.field("port"), target.field("security")],
+            hint="the server may limit connections from one address (try again later), or this port is "
+            f"not for IMAP; {stages._usual_ports(target)}",
+        ) from None
+
+
+def _check_login_offered(conn: ImapConnection, target: Target) -> None:
+    """Refuse before trying when the capabilities already say the login cannot work here.
+
+    Mirrors ``ImapConnection.login``: AUTHENTICATE PLAIN with SASL-IR goes even
+    under LOGINDISABLED, LOGIN does not.  A security setting found wrong only at
+    this point still names ``*.security``, so the runner probes the other ways in.
+    """
+    caps = conn.capabilities
+    if target.oauth:
+        if not {"AUTH=OAUTHBEARER", "AUTH=XOAUTH2"} & caps:
+            raise StepFailed(
+                "the server offers no OAuth2 login (AUTH=OAUTHBEARER or AUTH=XOAUTH2)",
+                fields=["auth"],
+                hint="sign in with a password on this server (--auth password)",
+                server_reply=_capability_line(conn),
+            )
+    elif "LOGINDISABLED" in caps and not {"AUTH=PLAIN", "SASL-IR"} <= caps:
+        raise stages.clear_text_refused(target, _capability_line(conn))
 
 
 async def _login(conn: ImapConnection, target: Target) -> str:
     if target.password is None:
-        raise StepFailed("no password is set", fields=[target.password_field])
+        raise stages.no_password(target)
+    _check_login_offered(conn, target)
     try:
         if target.oauth:
             return f"logged in as {target.user} ({await conn.login_oauth(target.user, target.password.reveal())})"
         await conn.login(target.user, target.password.reveal())
         return f"logged in as {target.user}"
     except AuthenticationFailed as exc:
+        reply = f"{exc.result} {exc.text}"
         if exc.unavailable:
-            raise StepFailed(
-                "the server cannot check logins right now (UNAVAILABLE): try again later", server_reply=exc.text
-            ) from None
-        raise stages.login_failure(target, exc.text) from None
-    except LoginDisabled:
+            raise stages.temporary_failure(target, "check logins", reply) from None
+        if "[PRIVACYREQUIRED]" in exc.text.upper():  # RFC 5530: TLS first (Dovecot's plaintext refusal)
+            raise stages.clear_text_refused(target, reply) from None
+        raise stages.login_failure(target, reply) from None
+    except ImapError as exc:
+        raise _broken(conn, exc, "the login", "not a refusal: try again; if this repeats, check the login "
+                      "and the password") from None  # fmt: skip
+
+
+async def _folders(conn: ImapConnection) -> list[bytes]:
+    """LIST after a successful login: the settings got this far, so a failure here is the
+    server's own and names no field."""
+    try:
+        return await conn.list_folders()
+    except CommandFailed as exc:
         raise StepFailed(
-            "the server refuses to log in over clear text",
-            fields=[target.field("security")],
-            hint="use security starttls or ssl",
+            "the server accepted the login but refused to list the folders",
+            hint="the settings are right up to the login; the mailbox has a problem on the server: "
+            "try again later, or ask its administrator",
+            server_reply=f"{exc.result} {exc.text}",
         ) from None
     except ImapError as exc:
-        raise StepFailed(f"login failed: {exc}", fields=[target.login_field, target.password_field]) from None
+        raise _broken(conn, exc, "listing the folders", "try again") from None
+
+
+def _broken(conn: ImapConnection, exc: ImapError, what: str, advice: str) -> StepFailed:
+    """A command cut short (timeout, connection lost): no setting to blame; the server's BYE if any."""
+    how = "the server did not answer in time" if isinstance(exc, ImapTimeout) else "the connection closed"
+    bye = conn.protocol.bye
+    return stages.interrupted(what, how, advice, f"* BYE {bye}" if bye else None)
 
 
 async def _fetch_certificate(target: Target, address: str) -> bytes | None:
@@ -186,6 +246,15 @@ async def _fetch_certificate(target: Target, address: str) -> bytes | None:
         return None
     finally:
         await conn.aclose()
+
+
+def _capability_line(conn: ImapConnection) -> str:
+    """What the server announced, as a reply to show (its capabilities, in its CAPABILITY form)."""
+    return "CAPABILITY " + " ".join(sorted(conn.capabilities))
+
+
+def _said(line: bytes) -> str:
+    return line[:200].decode("utf-8", "replace").rstrip("\r\n")
 
 
 def _describe_capabilities(conn: ImapConnection) -> str:

@@ -16,7 +16,13 @@ from typing import Any
 
 
 class StepFailed(Exception):
-    """The step failed; ``fields`` are the settings to fix (protocol paths)."""
+    """The step failed; ``fields`` are the settings to fix (protocol paths).
+
+    ``message`` is our own words; what the server said goes to ``server_reply``, so that
+    a front-end can show (and sanitise) it as the server's.  ``refused``: the TCP connection
+    was refused, which the runner weighs against the other ports it probes (a host where
+    nothing listens anywhere is the likelier mistake).
+    """
 
     def __init__(
         self,
@@ -26,6 +32,7 @@ class StepFailed(Exception):
         hint: str | None = None,
         server_reply: str | None = None,
         details: dict[str, Any] | None = None,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -33,6 +40,7 @@ class StepFailed(Exception):
         self.hint = hint
         self.server_reply = server_reply
         self.details = details or {}
+        self.refused = refused
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Step:
     server_reply: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     duration_ms: int = 0
+    refused: bool = False  # internal (see StepFailed): not in the protocol's report
 
     def to_public(self) -> dict[str, Any]:
         return {
@@ -68,6 +77,7 @@ class Alternative:
     ok: bool
     message: str
     auth: bool | None = None
+    refused: bool = False  # internal (see StepFailed): not in the protocol's report
 
     def to_public(self) -> dict[str, Any]:
         return {"port": self.port, "security": self.security, "auth": self.auth, "ok": self.ok, "message": self.message}

@@ -6,6 +6,10 @@ certificate → capabilities (EHLO) → login (AUTH, when the account uses it)
 → sender (MAIL FROM the account's address, then RSET: nothing is sent).
 The sender step is what reveals "the server requires authentication but the
 account has it off": servers answer 530 there.
+
+``probe`` (trying the usual alternatives) goes up to EHLO, and checks that
+AUTH is offered when the account uses it: it never sends the password.
+``probe_sender`` runs the whole check, for the runner's auth on/off probes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bimmaild.conntest.target import Target
 
 # What we say after EHLO: an address literal, like Thunderbird; never this machine's name.
 EHLO_NAME = "[127.0.0.1]"
+_CUT = "the connection closed or the server went silent"  # aiosmtplib does not tell which
 
 
 async def check(target: Target, timeout: float, resolver: stages.Resolver = stages.system_resolver) -> ServerReport:
@@ -72,6 +77,8 @@ async def probe(target: Target, timeout: float, resolver: stages.Resolver = stag
         if target.security == "starttls":
             await _starttls(client, target)
             await _ehlo(client, target)
+        if target.auth:
+            _check_auth_offered(client, target)
         return _describe(client)
     finally:
         await _close(client)
@@ -82,7 +89,7 @@ async def probe_sender(target: Target, timeout: float, resolver: stages.Resolver
     report = await check(target, timeout, resolver)
     failed = report.failed
     if failed is not None:
-        raise StepFailed(failed.message, fields=failed.fields)
+        raise StepFailed(failed.message, fields=failed.fields, server_reply=failed.server_reply)
     return "the server accepts mail from the account"
 
 
@@ -184,9 +191,7 @@ async def _open(client: aiosmtplib.SMTP, target: Target) -> None:
             raise stages.tls_failure(target, TimeoutError()) from None
         raise stages.greeting_timeout(target) from None
     except aiosmtplib.SMTPConnectResponseError as exc:
-        raise StepFailed(
-            f"the server refused the session: {exc.code} {exc.message}", server_reply=exc.message
-        ) from None
+        raise stages.session_refused(target, _reply(exc)) from None
     except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, ssl.SSLError, OSError) as exc:
         rejected = _cert_error(exc)
         if rejected is not None:
@@ -196,11 +201,13 @@ async def _open(client: aiosmtplib.SMTP, target: Target) -> None:
 
 async def _starttls(client: aiosmtplib.SMTP, target: Target) -> None:
     if not client.supports_extension("starttls"):
-        raise stages.starttls_missing(target)
+        raise stages.starttls_missing(target, _ehlo_reply(client))
     try:
         await client.starttls()
     except ssl.SSLCertVerificationError:
         raise
+    except aiosmtplib.SMTPResponseException as exc:  # an answer to STARTTLS other than 220
+        raise stages.starttls_refused(target, _reply(exc)) from None
     except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
         rejected = _cert_error(exc)
         if rejected is not None:
@@ -212,68 +219,121 @@ async def _ehlo(client: aiosmtplib.SMTP, target: Target) -> None:
     try:
         await client.ehlo()
     except aiosmtplib.SMTPResponseException as exc:
-        raise StepFailed(f"the server refused EHLO: {exc.code} {exc.message}", server_reply=exc.message) from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise StepFailed(f"the server closed the session after the greeting: {exc}") from None
+        raise StepFailed(
+            f"the server refused EHLO ({exc.code})",
+            fields=[target.field("port")],
+            hint="this port may not be for sending mail from a mail program (port 25 often takes mail only "
+            "for the server's own users); the submission ports are 587 (starttls) and 465 (ssl)",
+            server_reply=_reply(exc),
+        ) from None
+    except (aiosmtplib.SMTPException, OSError):
+        raise StepFailed(
+            "the server closed the session after the greeting",
+            fields=[target.field("port")],
+            hint="the server may limit connections from one address (try again later), or this port is "
+            f"not for mail submission; {stages._usual_ports(target)}",
+        ) from None
+
+
+def _check_auth_offered(client: aiosmtplib.SMTP, target: Target) -> None:
+    """The login this account needs is offered on this connection, else say what to change."""
+    mechanisms = client.server_auth_methods
+    if not mechanisms:
+        fields = [target.field("auth")]
+        hint = "turn off SMTP authentication (--no-smtp-auth) if this server needs none"
+        if target.security == "none":  # with TLS in place, the security setting is not the cause
+            fields.append(target.field("security"))
+            hint = "servers often offer authentication only after TLS: use starttls or ssl; or " + hint
+        raise StepFailed(
+            "the server offers no authentication on this connection",
+            fields=fields,
+            hint=hint,
+            server_reply=_ehlo_reply(client),
+        )
+    if target.oauth and "xoauth2" not in mechanisms:
+        raise StepFailed(
+            "the server offers no OAuth2 login (AUTH XOAUTH2)",
+            fields=["auth"],
+            hint="sign in with a password on this server (--auth password)",
+            server_reply=_ehlo_reply(client),
+        )
 
 
 async def _login(client: aiosmtplib.SMTP, target: Target) -> str:
     if not target.auth:
         return "not used: SMTP authentication is off for this account"
-    mechanisms = client.server_auth_methods
-    if not mechanisms:
-        hint = "turn off SMTP authentication if this server needs none"
-        if target.security == "none":
-            hint = "servers often offer authentication only after TLS: use starttls or ssl; or " + hint
-        raise StepFailed(
-            "the server offers no authentication on this connection",
-            fields=[target.field("auth"), target.field("security")],
-            hint=hint,
-        )
+    _check_auth_offered(client, target)
     if target.password is None:
-        raise StepFailed("no password is set", fields=[target.password_field])
+        raise stages.no_password(target)
+    mechanisms = client.server_auth_methods
     if target.oauth:
-        if "xoauth2" not in mechanisms:
-            raise StepFailed("the server offers no OAuth2 login (AUTH XOAUTH2)", fields=[target.field("auth")])
-        try:
-            await client.auth_xoauth2(target.user, target.password.reveal())
-        except aiosmtplib.SMTPAuthenticationError as exc:
-            raise stages.login_failure(target, f"{exc.code} {exc.message}") from None
-        except aiosmtplib.SMTPException as exc:
-            raise StepFailed(f"authentication failed: {exc}", fields=[target.password_field]) from None
-        return f"logged in as {target.user} (XOAUTH2)"
-    # One mechanism only: aiosmtplib's login() would try each, counting several failures on the server.
-    method = client.auth_plain if "plain" in mechanisms else client.auth_login
+        method, name = client.auth_xoauth2, "XOAUTH2"
+    else:
+        # One mechanism only: aiosmtplib's login() would try each, counting several failures on the server.
+        method, name = (client.auth_plain, "PLAIN") if "plain" in mechanisms else (client.auth_login, "LOGIN")
     try:
         await method(target.user, target.password.reveal())
     except aiosmtplib.SMTPAuthenticationError as exc:
-        raise stages.login_failure(target, f"{exc.code} {exc.message}") from None
-    except aiosmtplib.SMTPException as exc:
-        raise StepFailed(f"authentication failed: {exc}", fields=[target.login_field, target.password_field]) from None
-    return f"logged in as {target.user} ({'PLAIN' if 'plain' in mechanisms else 'LOGIN'})"
+        raise _auth_refused(target, exc) from None
+    except aiosmtplib.SMTPException:
+        advice = "not a refusal: try again; if this repeats, check the login and the password"
+        raise stages.interrupted("the login", _CUT, advice) from None
+    return f"logged in as {target.user} ({name})"
+
+
+def _auth_refused(target: Target, exc: aiosmtplib.SMTPAuthenticationError) -> StepFailed:
+    """454 is temporary (RFC 4954); 538 (RFC 4954) and 530 "STARTTLS first" (RFC 3207) ask for TLS
+    before a login; anything else refuses the credentials."""
+    reply = _reply(exc)
+    if 400 <= exc.code < 500:
+        return stages.temporary_failure(target, "check logins", reply)
+    if exc.code == 538 or _starttls_first(exc):
+        return stages.clear_text_refused(target, reply)
+    return stages.login_failure(target, reply)
+
+
+def _starttls_first(exc: aiosmtplib.SMTPResponseException) -> bool:
+    return exc.code == 530 and "starttls" in exc.message.lower()
 
 
 async def _sender(client: aiosmtplib.SMTP, target: Target) -> None:
     try:
         await client.mail(target.email)
     except aiosmtplib.SMTPSenderRefused as exc:
-        reply = f"{exc.code} {exc.message}"
-        if exc.code == 530 or "auth" in exc.message.lower():
-            raise StepFailed(
-                "the server requires authentication, which is off for this account",
-                fields=[target.field("auth")],
-                hint="turn on SMTP authentication (--smtp-auth)",
-                server_reply=reply,
-            ) from None
-        raise StepFailed(
-            f"the server refuses {target.email} as sender",
-            fields=["email", target.login_field],
-            server_reply=reply,
-        ) from None
-    except aiosmtplib.SMTPException as exc:
-        raise StepFailed(f"MAIL FROM failed: {exc}") from None
+        raise _sender_refused(target, exc) from None
+    except aiosmtplib.SMTPException:
+        advice = "not a refusal of the sender: try again; if this repeats, ask the server's administrator"
+        raise stages.interrupted("MAIL FROM", _CUT, advice) from None
     with contextlib.suppress(aiosmtplib.SMTPException):
         await client.rset()
+
+
+def _sender_refused(target: Target, exc: aiosmtplib.SMTPSenderRefused) -> StepFailed:
+    """530 is "STARTTLS first" (RFC 3207) or "authenticate first" (RFC 4954): the text tells which."""
+    reply = _reply(exc)
+    if _starttls_first(exc):
+        return StepFailed(
+            "the server takes mail only after STARTTLS",
+            fields=[target.field("security")],
+            hint="use security starttls on this port",
+            server_reply=reply,
+        )
+    if exc.code == 530 or "auth" in exc.message.lower():
+        return StepFailed(
+            "the server requires authentication, which is off for this account",
+            fields=[target.field("auth")],
+            hint="turn on SMTP authentication (--smtp-auth)",
+            server_reply=reply,
+        )
+    if 400 <= exc.code < 500:
+        return stages.temporary_failure(target, "take mail", reply)
+    return StepFailed(
+        f"the server refuses {target.email} as sender",
+        fields=["email", target.login_field],
+        hint="the server lets this login send only from its own addresses: use one of them as the "
+        "address, or the login that owns this one",
+        server_reply=reply,
+    )
 
 
 async def _fetch_certificate(target: Target, addresses: list[str]) -> bytes | None:
@@ -304,6 +364,16 @@ async def _close(client: _Client) -> None:
             client.close()
     if client.sock is not None and not client.handed_over:
         client.sock.close()  # never given to a transport
+
+
+def _reply(exc: aiosmtplib.SMTPResponseException) -> str:
+    return f"{exc.code} {exc.message}"
+
+
+def _ehlo_reply(client: aiosmtplib.SMTP) -> str | None:
+    """The server's answer to EHLO (its extensions), for a failure that the extensions explain."""
+    response = client.last_ehlo_response
+    return f"{response.code} {response.message}" if response is not None else None
 
 
 def _describe(client: aiosmtplib.SMTP) -> str:

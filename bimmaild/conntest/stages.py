@@ -47,7 +47,7 @@ class Recorder:
             yield result
         except StepFailed as failure:
             self._add(Step(name, False, failure.message, failure.fields, failure.hint, failure.server_reply,
-                           failure.details), start)  # fmt: skip
+                           failure.details, refused=failure.refused), start)  # fmt: skip
             raise
         self._add(Step(name, True, result.message, details=result.details), start)
 
@@ -92,6 +92,7 @@ def connect_failure(target: Target, exc: BaseException) -> StepFailed:
             f"connection refused on port {port}: nothing listens there",
             fields=[target.field("port")],
             hint=_usual_ports(target),
+            refused=True,
         )
     if isinstance(exc, TimeoutError):
         return StepFailed(
@@ -100,10 +101,22 @@ def connect_failure(target: Target, exc: BaseException) -> StepFailed:
             hint=_usual_ports(target),
         )
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        return StepFailed(f"{target.host} is unreachable: {exc.strerror}", fields=[target.field("host")])
+        return StepFailed(
+            f"{target.host} is unreachable: {exc.strerror}",
+            fields=[target.field("host")],
+            hint="check the host name, and this machine's network (a VPN or a firewall may stand in the way)",
+        )
     return StepFailed(
-        f"cannot connect to {target.host}:{port}: {exc}", fields=[target.field("host"), target.field("port")]
+        f"cannot connect to {target.host}:{port}: {exc}",
+        fields=[target.field("host"), target.field("port")],
+        hint="check the host name and the port; " + _usual_ports(target),
     )
+
+
+def nothing_listens(target: Target, ports: list[int]) -> str:
+    """The hint when every usual port of the host refused: the host, not the port, is likely wrong."""
+    listed = ", ".join(str(p) for p in sorted(set(ports)))
+    return f"nothing listens on any usual {target.label} port of {target.host} ({listed}): check the host name"
 
 
 def _usual_ports(target: Target) -> str:
@@ -126,8 +139,66 @@ def tls_failure(target: Target, exc: BaseException) -> StepFailed:
     if isinstance(exc, TimeoutError):
         return StepFailed("the TLS handshake timed out", fields=[security], hint=_usual_ports(target))
     if isinstance(exc, ConnectionError | EOFError):
-        return StepFailed("the server closed the connection during the TLS handshake", fields=[security])
-    return StepFailed(f"TLS handshake failed: {text}", fields=[security])
+        return StepFailed(
+            "the server closed the connection during the TLS handshake",
+            fields=[security],
+            hint="the server gave up on TLS here: it may want the other security on this port; " + _usual_ports(target),
+        )
+    return StepFailed(
+        f"TLS handshake failed: {text}",
+        fields=[security],
+        hint="the server and this machine found no TLS version or cipher in common, or the server "
+        "does not speak TLS this way; " + _usual_ports(target),
+    )
+
+
+def starttls_refused(target: Target, reply: str) -> StepFailed:
+    """STARTTLS offered, then answered with an error: TLS is not to be had this way now."""
+    return StepFailed(
+        "the server offers STARTTLS but refused to start TLS; bimmail never falls back to clear text",
+        fields=[target.field("security")],
+        hint=f"use security ssl (usually port {USUAL[target.kind]['ssl']}), or try again later",
+        server_reply=reply,
+    )
+
+
+def session_refused(target: Target, reply: str) -> StepFailed:
+    """The server turned the client away in its greeting (IMAP BYE, SMTP 554)."""
+    return StepFailed(
+        "the server refused the session in its greeting",
+        fields=[target.field("host"), target.field("port")],
+        hint="the server may be busy (try again later), block this machine's address, or not serve "
+        f"{target.label} clients on this port; " + _usual_ports(target),
+        server_reply=reply,
+    )
+
+
+def clear_text_refused(target: Target, reply: str) -> StepFailed:
+    """The server wants TLS before a login: a security setting found wrong only at login."""
+    return StepFailed(
+        "the server refuses to log in over clear text",
+        fields=[target.field("security")],
+        hint=f"use security starttls or ssl ({_usual_ports(target)})",
+        server_reply=reply,
+    )
+
+
+def interrupted(what: str, how: str, advice: str, reply: str | None = None) -> StepFailed:
+    """A step cut short (connection closed, no answer): not a refusal, so no setting is named."""
+    return StepFailed(
+        f"{what} did not complete: {how}",
+        hint=f"the server stopped answering during {what}: {advice}",
+        server_reply=reply,
+    )
+
+
+def temporary_failure(target: Target, what: str, reply: str) -> StepFailed:
+    """The server cannot do ``what`` right now: no setting is wrong, so no field is named."""
+    return StepFailed(
+        f"the {target.label} server cannot {what} right now",
+        hint="a temporary problem on the server's side; nothing in the settings is wrong: try again later",
+        server_reply=reply,
+    )
 
 
 def certificate_failure(target: Target, exc: ssl.SSLCertVerificationError, der: bytes | None) -> StepFailed:
@@ -146,8 +217,9 @@ def certificate_failure(target: Target, exc: ssl.SSLCertVerificationError, der: 
         when = info.get("not_after", "an unknown date")
         return StepFailed(
             f"the server's certificate is expired or not yet valid (valid until {when})",
-            fields=[],
-            hint="the server's administrator must renew it",
+            fields=[target.field("host")],
+            hint="the server's administrator must renew it; if this host name is an old alias, "
+            "use the provider's current server name",
             details={"certificate": info},
         )
     issuer = info.get("issuer", "an unknown issuer")
@@ -171,12 +243,21 @@ def greeting_timeout(target: Target) -> StepFailed:
     )
 
 
-def starttls_missing(target: Target) -> StepFailed:
+def starttls_missing(target: Target, offered: str | None) -> StepFailed:
+    """``offered``: the server's capability (IMAP) or extension (SMTP) list, which lacks STARTTLS."""
     return StepFailed(
         "the server does not offer STARTTLS on this port; bimmail never falls back to clear text",
         fields=[target.field("security")],
         hint=f"use security ssl (usually port {USUAL[target.kind]['ssl']}), or ask the server's administrator",
+        server_reply=offered,
     )
+
+
+def no_password(target: Target) -> StepFailed:
+    hint = ("sign in again: bimmailctl account reauth" if target.oauth
+            else "give the password (--password-stdin or --password-file)")  # fmt: skip
+    message = "no access token: the account is not signed in" if target.oauth else "no password is set"
+    return StepFailed(message, fields=[target.password_field], hint=hint)
 
 
 def login_failure(target: Target, reply: str) -> StepFailed:

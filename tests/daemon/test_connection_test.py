@@ -21,6 +21,7 @@ from bimmailctl.client import Client
 from bimmaild.protocol.errors import AuthFailed, TlsFailure
 from tests.helpers import RunningDaemon
 from tests.servers.fixtures import MailServers
+from tests.servers.proxy import FaultProxy
 
 IMAP_STEPS = ["dns", "connect", "tls", "certificate", "capabilities", "login", "folders"]
 SMTP_STEPS = ["dns", "connect", "tls", "certificate", "capabilities", "login", "sender"]
@@ -58,9 +59,32 @@ async def test_closed_port(client: Client, mail_servers: MailServers) -> None:
     report = await client.call("account.test", mail_servers.account_params(name=None, imap={"port": closed}))
     step = failed(report["imap"])
     assert step["step"] == "connect"
-    assert step["fields"] == ["imap.port"]
+    # imap.host too when nothing listens on 993/143 of 127.0.0.1 either (as here; see test_wrong_host…
+    # and tests/conntest/test_runner.py::test_closed_port_on_the_right_host_names_the_port).
+    assert step["fields"][-1] == "imap.port"
     assert "refused" in step["message"]
     assert report["smtp"]["ok"], "SMTP is checked independently"
+
+
+async def test_wrong_host_that_resolves_names_the_host(client: Client, mail_servers: MailServers) -> None:
+    """R-A3 "wrong host": an address that resolves but where nothing listens on any usual port
+    (127.0.0.9: the test servers listen on 127.0.0.1) is the host's fault, not the port's."""
+    if _answers("127.0.0.9", 993) or _answers("127.0.0.9", 143):
+        pytest.skip("something on this machine listens on a usual IMAP port of every loopback address")
+    report = await client.call("account.test", mail_servers.account_params(name=None, imap={"host": "127.0.0.9"}))
+    step = failed(report["imap"])
+    assert (step["step"], step["fields"]) == ("connect", ["imap.host", "imap.port"])
+    port = mail_servers.dovecot.ports["imaps"]
+    assert (
+        step["hint"] == f"nothing listens on any usual IMAP port of 127.0.0.9 (143, 993, {port}): check the host name"
+    )
+    assert report["fields"] == ["imap.host", "imap.port"]
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex((host, port)) == 0
 
 
 async def test_tls_on_a_plain_port_suggests_starttls(client: Client, mail_servers: MailServers) -> None:
@@ -172,13 +196,73 @@ async def test_smtp_auth_required_but_off(client: Client, mail_servers: MailServ
 
 
 async def test_smtp_auth_on_but_server_offers_none(client: Client, mail_servers: MailServers) -> None:
+    """R-A3: a server with no authentication at all (no AUTH after STARTTLS either), taking mail
+    without it: the login step names smtp.auth only (TLS is in place), and "auth off" works."""
+    mail_servers.smtp.offer_auth = False
     mail_servers.smtp.auth_required = False
-    params = mail_servers.account_params(name=None, smtp={**mail_servers.smtp_params("plain", "none")})
-    report = await client.call("account.test", params)
-    # The plain listener offers AUTH, so this works; auth off also works when the server needs none.
-    assert report["smtp"]["ok"], report["smtp"]
+    report = await client.call("account.test", mail_servers.account_params(name=None))
+    step = failed(report["smtp"])
+    assert (step["step"], step["fields"]) == ("login", ["smtp.auth"])
+    assert step["message"] == "the server offers no authentication on this connection"
+    assert step["hint"] == "turn off SMTP authentication (--no-smtp-auth) if this server needs none"
+    assert step["server_reply"].startswith("250 smtp.test") and "AUTH" not in step["server_reply"]
+    port = mail_servers.smtp.ports["starttls"]
+    assert report["smtp"]["alternatives"] == [
+        {"port": port, "security": "starttls", "auth": False, "ok": True,
+         "message": "the server accepts mail from the account"},
+    ]  # fmt: skip
+    assert report["smtp"]["suggestion"].endswith("; with SMTP authentication off it works")
     off = mail_servers.account_params(name=None, smtp=mail_servers.smtp_params(auth=False))
     assert (await client.call("account.test", off))["smtp"]["ok"]
+
+
+async def test_smtp_security_none_on_a_starttls_port(client: Client, mail_servers: MailServers) -> None:
+    """R-A3: no AUTH before TLS shows only at login; STARTTLS on the same port is tried and works."""
+    port = mail_servers.smtp.ports["starttls"]
+    report = await client.call("account.test", mail_servers.account_params(name=None, smtp={"security": "none"}))
+    step = failed(report["smtp"])
+    assert (step["step"], step["fields"]) == ("login", ["smtp.auth", "smtp.security"])
+    assert "STARTTLS" in step["server_reply"] and "AUTH" not in step["server_reply"]
+    assert step["hint"].startswith("servers often offer authentication only after TLS")
+    tried = {(a["port"], a["security"], a["auth"]): a["ok"] for a in report["smtp"]["alternatives"]}
+    assert tried[(port, "starttls", None)] is True
+    assert tried[(port, "none", False)] is False, "auth off: the server wants it"
+    assert not any(sec == "none" and auth is None for _, sec, auth in tried), "never clear text as a way in"
+    assert report["smtp"]["suggestion"] == (
+        f"the server offers no authentication on this connection; port {port} with STARTTLS works"
+    )
+
+
+async def test_smtp_starttls_first_at_mail_from(client: Client, mail_servers: MailServers) -> None:
+    """R-A3: security none and auth off on a STARTTLS port: the 530 at MAIL FROM is about TLS."""
+    mail_servers.smtp.auth_required = False  # a relay for its network: no login, but TLS first
+    port = mail_servers.smtp.ports["starttls"]
+    params = mail_servers.account_params(name=None, smtp={"security": "none", "auth": False})
+    report = await client.call("account.test", params)
+    step = failed(report["smtp"])
+    assert (step["step"], step["fields"]) == ("sender", ["smtp.security"])
+    assert step["server_reply"] == "530 Must issue a STARTTLS command first"
+    assert report["smtp"]["suggestion"] == f"the server takes mail only after STARTTLS; port {port} with STARTTLS works"
+
+
+async def test_imap_logindisabled_finds_starttls(client: Client, mail_servers: MailServers) -> None:
+    """R-A3: IMAP with security none where the server says LOGINDISABLED: STARTTLS on the same port.
+
+    Dovecot counts loopback clients as secure and never says LOGINDISABLED to them, so the fault
+    proxy puts it in place of the AUTH= capabilities before TLS, as Dovecot shows them to a remote
+    client; after STARTTLS the bytes are Dovecot's own, untouched.
+    """
+    async with FaultProxy.start("127.0.0.1", mail_servers.dovecot.ports["imap"]) as proxy:
+        proxy.rewrite(rb"(?: AUTH=[^\s\]]+)+", b" LOGINDISABLED")
+        imap = {"port": proxy.port, "security": "none"}
+        report = await client.call("account.test", mail_servers.account_params(name=None, imap=imap))
+    step = failed(report["imap"])
+    assert (step["step"], step["fields"]) == ("login", ["imap.security"])
+    assert "LOGINDISABLED" in step["server_reply"]
+    assert mail_servers.user.password.encode() not in proxy.from_clients, "never sent in clear"
+    assert report["imap"]["suggestion"] == (
+        f"the server refuses to log in over clear text; port {proxy.port} with STARTTLS works"
+    )
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ adds what tests need to steer it at run time, from the test itself:
   accounts and for "STARTTLS expected but not offered");
 - AUTH PLAIN and LOGIN against ``users``; ``auth_required``, ``refuse`` (per
   recipient) and ``refuse_data`` switch the server's answers between two sends;
+  ``offer_auth = False`` makes it a server with no authentication at all (no
+  AUTH in its EHLO answer, AUTH refused as Postfix without SASL refuses it);
 - with ``oauth`` (a ``tests.servers.oauth.OAuthServer``), AUTH XOAUTH2 and
   OAUTHBEARER too, the bearer token judged by that server as Gmail would: 235,
   or a 334 challenge carrying a base64 JSON error that the client must answer
@@ -51,6 +53,7 @@ PORT_KINDS: tuple[PortKind, ...] = ("ssl", "starttls", "plain")
 
 HOST = "127.0.0.1"
 AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
+NO_AUTH_REPLY = "503 5.5.1 Error: authentication not enabled"  # Postfix's, without SASL
 OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 # Gmail's answers to a bad token: the challenge's JSON, then (after the client's empty line) the refusal.
 XOAUTH2_ERROR = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
@@ -208,6 +211,22 @@ class _Handler:
             return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message=OAUTH_REFUSED_REPLY)
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """aiosmtpd's own EHLO answer, without its AUTH line when the server offers no authentication.
+
+        With this (five-argument) hook aiosmtpd leaves recording the client's name to the hook.
+        """
+        session.host_name = hostname
+        if self._owner.offer_auth:
+            return responses
+        return [line for line in responses if not line.startswith("250-AUTH")]
+
+    async def handle_AUTH(self, server: SMTP, session: Session, envelope: Envelope, args: list[str]) -> Any:
+        """MISSING: aiosmtpd goes on with the mechanism; else the refusal of a server without SASL."""
+        return MISSING if self._owner.offer_auth else NO_AUTH_REPLY
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -290,6 +309,7 @@ class SmtpServer:
         self.refuse: dict[str, tuple[int, str]] = {}
         self.refuse_data: tuple[int, str] | None = None  # answer to the final dot instead of accepting
         self.auth_unavailable = False  # PLAIN/LOGIN answered 454 (credentials cannot be checked now)
+        self.offer_auth = True  # False: no AUTH in the EHLO answer, AUTH itself refused (NO_AUTH_REPLY)
         # When set: a message is recorded on arrival but answered only once this event is set
         # (a client killed meanwhile never learns whether it was taken).
         self.hold_data: asyncio.Event | None = None
@@ -439,6 +459,7 @@ async def _settle(connections: list[_Connection]) -> None:
 
 __all__ = [
     "HOST",
+    "NO_AUTH_REPLY",
     "OAUTH_MECHANISMS",
     "OAUTH_REFUSED_REPLY",
     "PORT_KINDS",
