@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from tests.e2e.test_ctl_sync import _add
 from tests.helpers import RunningDaemon, run_ctl
@@ -13,7 +14,7 @@ from tests.sync.test_sync import make_message
 from tests.sync.test_trash import server_subjects
 
 
-async def ctl_json(daemon: RunningDaemon, *args: str) -> object:
+async def ctl_json(daemon: RunningDaemon, *args: str) -> Any:
     done = await run_ctl(daemon.socket_path, *args, "--json")
     assert done.code == 0, done.stderr
     return json.loads(done.stdout)
@@ -25,7 +26,6 @@ async def test_trash_and_projects_walkthrough(daemon: RunningDaemon, mail_server
     await _add(daemon, mail_servers)
     assert (await run_ctl(daemon.socket_path, "fetch", "--wait")).code == 0
     inbox = await ctl_json(daemon, "messages", "list", "--account", "Work", "--folder", "INBOX")
-    assert isinstance(inbox, list)
     ids = {m["message_id"]: m["id"] for m in inbox}
     first, second = ids["<msg0.INBOX@example.fr>"], ids["<msg1.INBOX@example.fr>"]
 
@@ -54,12 +54,12 @@ async def test_trash_and_projects_walkthrough(daemon: RunningDaemon, mail_server
         assigned = await run_ctl(daemon.socket_path, "messages", "assign", str(third), "--project", "Chantier")
         assert assigned.code == 0 and "assigned to Chantier" in assigned.stdout
         projects = await ctl_json(daemon, "project", "list")
-        assert [(p["name"], p["messages"]) for p in projects] == [("Chantier", 1)]  # type: ignore[union-attr]
+        assert [(p["name"], p["messages"]) for p in projects] == [("Chantier", 1)]
         if _ == 0:
             unassigned = await run_ctl(daemon.socket_path, "messages", "unassign", str(third), "--project", "Chantier")
             assert unassigned.code == 0 and re.fullmatch(r"removed from Chantier: \d+\n", unassigned.stdout)
-            assert [p["messages"] for p in await ctl_json(daemon, "project", "list")] == [0]  # type: ignore[union-attr]
-    [kept] = await ctl_json(daemon, "project", "messages", "Chantier")  # type: ignore[misc]
+            assert [p["messages"] for p in await ctl_json(daemon, "project", "list")] == [0]
+    [kept] = await ctl_json(daemon, "project", "messages", "Chantier")
     assert kept["subject"] == "Réunion n°2 * (ordre du jour"
     with user.imap() as imap:  # gone from the server: the project keeps its copy
         imap.select("INBOX")
