@@ -93,7 +93,8 @@ async def _run(args: argparse.Namespace) -> int:
 def _fail(args: argparse.Namespace, code: int, message: str, error: dict[str, Any] | None = None) -> int:
     if args.json:
         render.print_json({"error": error or local_error("error", message)})
-    print(f"bimmailctl: {message}", file=sys.stderr)
+    # A daemon's message may quote a server (a certificate's names, a reply): never raw to the terminal.
+    print(f"bimmailctl: {render.printable(message)}", file=sys.stderr)
     return code
 
 
