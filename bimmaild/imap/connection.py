@@ -11,7 +11,10 @@ lacks:
   quoted too, and an answer to a SASL error challenge (aioimaplib leaves it
   unanswered and the command hangs);
 * a timeout around every call, and on connection loss every pending command
-  fails at once instead of hanging forever (aioimaplib does not fail them).
+  fails at once instead of hanging forever (aioimaplib does not fail them);
+* no answer dropped: ``uid_search`` reads ESEARCH answers too, and EXPUNGE /
+  VANISHED reports that no method returns are kept per mailbox until a caller
+  takes them (``take_vanished``, ``take_expunged``).
 
 Callers see only the exceptions of this module and ``ssl``/``OSError`` from
 the TLS and TCP stages.  Any failure means "this connection is dead": close
@@ -45,13 +48,14 @@ from bimmaild.imap.parse import (
     FetchItem,
     ListEntry,
     MailboxState,
+    ParseError,
     parse_list,
     parse_search,
     parse_select,
     parse_status,
     parse_uid_set,
 )
-from bimmaild.imap.protocol import ImapProtocol, StreamingFetch
+from bimmaild.imap.protocol import ImapProtocol, SearchCommand, StreamingFetch
 from bimmaild.oauth import sasl
 
 __all__ = [
@@ -79,6 +83,7 @@ class TlsInfo:
     peer_certificate: bytes | None  # DER
 
 
+_SEARCH_ANSWER = re.compile(rb"E?SEARCH(?:[ \t]|$)", re.IGNORECASE)
 _COPYUID = re.compile(rb"\[COPYUID \d+ ([0-9:,]+) ([0-9:,]+)\]")
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _NAMESPACE = re.compile(rb'^\(\("([^"]*)" (?:"((?:[^"\\]|\\.)*)"|NIL)\)')
@@ -106,6 +111,14 @@ def _items(lines: list[bytes | bytearray]) -> list[list[bytes | bytearray]]:
             items.append([line])
         glue = isinstance(line, bytearray)
     return items
+
+
+def _drain(queue: asyncio.Queue[list[bytes]]) -> list[bytes]:
+    """Every line of the batches waiting in an IDLE queue, in order."""
+    lines: list[bytes] = []
+    while not queue.empty():
+        lines += [bytes(line) for line in queue.get_nowait() if line != lib.STOP_WAIT_SERVER_PUSH[0]]
+    return lines
 
 
 def _text(response: lib.Response) -> str:
@@ -327,7 +340,12 @@ class ImapConnection:
             args = [mailbox, f"(QRESYNC ({qresync[0]} {qresync[1]}))"]
         else:
             args = [mailbox, "(CONDSTORE)"] if condstore else [mailbox]
-        response = await self._checked("EXAMINE" if readonly else "SELECT", *args)
+        try:
+            response = await self._checked("EXAMINE" if readonly else "SELECT", *args)
+        except CommandFailed:
+            self.protocol.mailbox = None  # a failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1)
+            raise
+        self.protocol.mailbox = mailbox
         async with self.protocol.state_condition:
             self.protocol.state = lib.SELECTED
             self.protocol.state_condition.notify_all()
@@ -341,8 +359,71 @@ class ImapConnection:
         return parse_status(b"STATUS " + lines[-1])[1]
 
     async def uid_search(self, criteria: str) -> list[int]:
-        response = await self._checked("SEARCH", criteria, prefix="UID", untagged="SEARCH")
-        return parse_search([b"SEARCH " + bytes(line) for line in response.lines[:-1]])
+        """UID SEARCH: the UIDs found, from a SEARCH answer or an ESEARCH one (``RETURN (ALL) …``,
+        RFC 4731: its ALL set).  An OK with neither line is a protocol error, never "no match"."""
+        command = SearchCommand(self.protocol.new_tag(), criteria, prefix="UID", loop=self.protocol.loop)
+        response: lib.Response = await self._call("SEARCH", self.protocol.execute(command))
+        if response.result != "OK":
+            raise CommandFailed("SEARCH", response.result, _text(response))
+        lines = [bytes(line) for line in response.lines[:-1] if isinstance(line, bytes)]
+        if not any(_SEARCH_ANSWER.match(line) for line in lines):
+            raise ImapProtocolError(f"UID SEARCH answered OK without a SEARCH or ESEARCH line: {_text(response)}")
+        try:
+            return parse_search(lines)
+        except ParseError as exc:
+            raise ImapProtocolError(f"unparsable SEARCH answer: {exc}") from None
+
+    # -- removals the server reported (EXPUNGE, QRESYNC's VANISHED) ------------
+
+    @property
+    def selected(self) -> str | None:
+        """The selected mailbox, as given to ``select`` (wire form); None when none is."""
+        return self.protocol.mailbox
+
+    @property
+    def vanished(self) -> list[tuple[int, int]]:
+        """UID ranges reported gone from the selected mailbox and not taken yet.
+
+        With QRESYNC enabled a server reports every expunge as ``VANISHED uid-set``: the answer
+        to our UID EXPUNGE or MOVE, another client's expunge announced during a FETCH, STORE,
+        COPY, SEARCH or NOOP, ``VANISHED (EARLIER)`` of a FETCH with the VANISHED modifier.
+        All of those are kept here; IDLE's pushes and SELECT's own ``VANISHED (EARLIER)`` are
+        not (``idle`` and ``select`` return them).
+        """
+        kept = self.protocol.removals.get(self.protocol.mailbox)
+        return list(kept.vanished) if kept is not None else []
+
+    @property
+    def expunged(self) -> list[int]:
+        """Message sequence numbers of ``EXPUNGE`` reports for the selected mailbox, in the order
+        sent (each shifts the later numbers down), not taken yet; kept as ``vanished`` is."""
+        kept = self.protocol.removals.get(self.protocol.mailbox)
+        return list(kept.expunged) if kept is not None else []
+
+    def take_vanished(self, mailbox: str | None = None) -> list[tuple[int, int]]:
+        """The ``vanished`` ranges of ``mailbox`` (default: the selected one), forgotten here.
+
+        Reports stay under the mailbox selected when they came, so a caller that selects
+        another mailbox first can still take them by name."""
+        kept = self.protocol.removals.get(mailbox if mailbox is not None else self.protocol.mailbox)
+        if kept is None:
+            return []
+        ranges, kept.vanished = kept.vanished, []
+        return ranges
+
+    def take_expunged(self, mailbox: str | None = None) -> list[int]:
+        """The ``expunged`` sequence numbers of ``mailbox`` (default: the selected one), forgotten here."""
+        kept = self.protocol.removals.get(mailbox if mailbox is not None else self.protocol.mailbox)
+        if kept is None:
+            return []
+        numbers, kept.expunged = kept.expunged, []
+        return numbers
+
+    async def noop(self) -> list[bytes]:
+        """NOOP: the server's chance to report changes; returns its untagged lines (``3 EXISTS``,
+        ``2 EXPUNGE``, ``VANISHED 4``, ``1 FETCH (FLAGS …)`` …).  Removals are also kept (``vanished``)."""
+        response = await self._checked("NOOP")
+        return [bytes(line) for line in response.lines[:-1]]
 
     async def uid_move(self, uids: str, mailbox: str) -> dict[int, int]:
         """UID MOVE (RFC 6851); returns old UID -> new UID from COPYUID when the server gives it."""
@@ -401,22 +482,24 @@ class ImapConnection:
     async def idle(self, seconds: float) -> list[bytes]:
         """IDLE (RFC 2177) until the server pushes something or ``seconds`` pass, then DONE.
 
-        Returns the pushed untagged lines (``3 EXISTS``, ``2 EXPUNGE``, ``1 FETCH (FLAGS …)``, ``OK Still
-        here`` …); [] after a quiet period.  A lost connection raises at once (no hanging idle).
+        Returns every untagged line pushed until the IDLE ended (``3 EXISTS``, ``2 EXPUNGE``,
+        ``VANISHED 5``, ``1 FETCH (FLAGS …)``, ``OK Still here`` …), also those that came
+        after the first ones while DONE was on its way; [] after a quiet period.  A lost
+        connection raises at once (no hanging idle).
         """
         if "IDLE" not in self.capabilities:
             raise CommandFailed("IDLE", "NO", "the server does not offer IDLE")
         queue = self.protocol.idle_queue
+        pushed = _drain(queue)  # left by an IDLE that did not end normally
         command = lib.IdleCommand(self.protocol.new_tag(), queue, loop=self.protocol.loop)
         running = asyncio.ensure_future(self.protocol.execute(command))
         try:
             if not await self._first(self.protocol.wait_for_idle_response(), running, self.timeout):
                 raise ImapTimeout("IDLE start")
-            pushed: list[bytes] = []
             got = asyncio.ensure_future(queue.get())
             try:
                 if await self._first(got, running, seconds):
-                    pushed = [bytes(line) for line in got.result()]
+                    pushed += [bytes(line) for line in got.result()]
             finally:
                 got.cancel()
             if not self.protocol.lost.is_set():
@@ -424,6 +507,11 @@ class ImapConnection:
             await self._call("IDLE end", asyncio.shield(running))
         finally:
             running.cancel()
+        # What came after the first push: flushed to the queue, or still in the command's buffer
+        # when the tagged OK was in the same read (the library flushes only while IDLE runs).
+        pushed += _drain(queue)
+        pushed += [bytes(line) for line in command.buffer]
+        command.buffer.clear()
         return pushed
 
     async def _first(self, awaitable: Any, running: asyncio.Future[Any], seconds: float) -> bool:

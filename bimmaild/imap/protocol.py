@@ -10,7 +10,15 @@ against Dovecot); each override below names the defect it removes:
   buffer, literals copied once.
 * ``_untagged_response``: the library deletes every ``"* "`` inside the data
   (``line.replace(b"* ", b"")``), corrupting subjects and unbalancing
-  parentheses; only the leading one is stripped here.
+  parentheses; only the leading one is stripped here.  It also gives an
+  untagged line only to a pending command registered under that line's name,
+  so ``ESEARCH`` (the answer to ``UID SEARCH RETURN (…)``) and ``VANISHED``
+  (how a QRESYNC-enabled server reports expunges, RFC 7162) were dropped, and
+  ``EXPUNGE`` too unless an EXPUNGE or NOOP was running.  Here ESEARCH goes to
+  the SEARCH whose tag it names; EXPUNGE and VANISHED go to the running
+  command that can take them *and* are kept per mailbox in ``removals``
+  (except where a method returns them itself: IDLE's pushes, SELECT's
+  ``VANISHED (EARLIER)``), so no report of a removal is lost.
 * ``StreamingFetch`` replaces ``FetchCommand``, whose completeness check
   rescans all lines for each new line (quadratic: 16k lines took 43 s) and
   counts parentheses inside quoted strings (#51).  It tracks the depth
@@ -31,17 +39,44 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aioimaplib import aioimaplib as lib
 
 from bimmaild.imap.errors import ImapConnectionLost, ImapProtocolError
-from bimmaild.imap.parse import FetchItem, ParseError, paren_delta, parse_fetch
+from bimmaild.imap.parse import FetchItem, ParseError, paren_delta, parse_fetch, vanished_ranges
 
 log = logging.getLogger(__name__)
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}$")
 _FETCH_START = re.compile(rb"\d+ FETCH \(")
+# A removal report: "12 EXPUNGE" (a message sequence number) or "VANISHED [(EARLIER)] uid-set" (QRESYNC).
+_EXPUNGE = re.compile(rb"([0-9]{1,20})[ \t]+EXPUNGE[ \t]*$", re.IGNORECASE)
+_VANISHED = re.compile(rb"VANISHED[ \t]", re.IGNORECASE)
+_EARLIER = re.compile(rb"VANISHED[ \t]+\(EARLIER\)", re.IGNORECASE)
+_ESEARCH_TAG = re.compile(rb'ESEARCH[ \t]+\([ \t]*TAG[ \t]+"([^"]*)"', re.IGNORECASE)
+# The async commands that may see a removal reported while they run, in the order one is chosen
+# to receive it (UID EXPUNGE is answered by it; UID FETCH/STORE/COPY/SEARCH and NOOP may carry it).
+# STORE runs under the untagged name FETCH.
+_REMOVAL_TAKERS = ("EXPUNGE", "FETCH", "COPY", "NOOP", "SEARCH")
+
+
+@dataclass
+class Removals:
+    """What the server reported removed from one mailbox and nobody has taken yet."""
+
+    vanished: list[tuple[int, int]] = field(default_factory=list)  # UID ranges, inclusive (VANISHED)
+    expunged: list[int] = field(default_factory=list)  # message sequence numbers, in the order sent (EXPUNGE)
+
+
+def removal_kind(line: bytes | bytearray) -> str | None:
+    """The kind of a removal report: expunge, vanished, earlier (``VANISHED (EARLIER)``); else None."""
+    if _EXPUNGE.match(line):
+        return "expunge"
+    if _VANISHED.match(line):
+        return "earlier" if _EARLIER.match(line) else "vanished"
+    return None
 
 
 class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped library
@@ -61,6 +96,10 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         self._literal_remaining = 0
         self._literal_owner: Any = None  # command receiving the literal being read
         self._continues: Any = None  # command that gets the rest of the line after a literal
+        # The selected mailbox as the connection named it (wire form), None when none is; removal
+        # reports are kept under the mailbox selected when they came (UIDs are per mailbox).
+        self.mailbox: str | None = None
+        self.removals: dict[str | None, Removals] = {}
 
     def reset_buffer(self) -> None:
         """Drop unparsed bytes: what arrives before a TLS handshake must never count after it."""
@@ -135,26 +174,37 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         return super()._handle_line(line, current_cmd)
 
     def _untagged_response(self, line: bytes) -> Any:
-        """The library's dispatch of an untagged line, minus its ``replace(b"* ", b"")``.
+        """The library's dispatch of an untagged line, minus its ``replace(b"* ", b"")``, plus
+        ESEARCH and removal reports (module docstring).
 
-        As in the library: a pending sync command (SELECT …) gets whole lines; an
-        async command gets FETCH/EXPUNGE lines whole and other lines without their
-        response name (``LIST``, ``STATUS``, ``SEARCH``, ``CAPABILITY``).
+        As in the library: a pending sync command (SELECT, MOVE, IDLE …) gets whole lines; an
+        async command gets FETCH/EXPUNGE lines whole and other lines without their response
+        name (``LIST``, ``STATUS``, ``CAPABILITY``) unless it keeps them (``whole_lines``).
         """
         line = line[2:] if line.startswith(b"* ") else line[1:]
         if line[:4].upper() == b"BYE ":
             self.bye = line[4:].decode("utf-8", "replace").strip()
-        if self.pending_sync_command is not None:
-            self.pending_sync_command.append_to_resp(line)
-            return self.pending_sync_command
+        sync = self.pending_sync_command
+        removal = removal_kind(line)
+        if removal is not None and not _returned_by(sync, removal):
+            self._keep_removal(line, removal)
+        if sync is not None:
+            sync.append_to_resp(line)
+            return sync
+        if removal is not None:
+            command = next((c for c in map(self.pending_async_commands.get, _REMOVAL_TAKERS) if c is not None), None)
+            if command is not None:
+                command.append_to_resp(line)
+            return command
         match = lib.message_data_re.match(line)
         if match:
             name, text = match.group(1), line
         else:
             name, _, text = line.partition(b" ")
-        command = self.pending_async_commands.get(name.decode("ascii", "replace").upper())
+        key = name.decode("ascii", "replace").upper()
+        command = self._esearch_owner(line) if key == "ESEARCH" else self.pending_async_commands.get(key)
         if command is not None:
-            command.append_to_resp(text)
+            command.append_to_resp(line if getattr(command, "whole_lines", False) else text)
             return command
         noop = self.pending_async_commands.get("NOOP")
         if noop is not None:
@@ -162,6 +212,22 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
             return noop
         log.debug("unsolicited response ignored: %.100r", line)
         return None
+
+    def _esearch_owner(self, line: bytes) -> Any:
+        """The command an ESEARCH line answers: the one whose tag it names, else the SEARCH."""
+        tag = _ESEARCH_TAG.match(line)
+        if tag is None:
+            return self.pending_async_commands.get("SEARCH")
+        wanted = tag.group(1).decode("ascii", "replace")
+        return next((c for c in self.pending_async_commands.values() if c is not None and c.tag == wanted), None)
+
+    def _keep_removal(self, line: bytes, kind: str) -> None:
+        """Keep a removal report under the selected mailbox (``ParseError`` if it is malformed)."""
+        kept = self.removals.setdefault(self.mailbox, Removals())
+        if kind == "expunge":
+            kept.expunged.append(int(line.split(None, 1)[0]))
+        else:
+            kept.vanished += vanished_ranges(line)
 
     # -- failures ------------------------------------------------------------
 
@@ -194,6 +260,25 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         super()._continuation(line)
 
 
+def _returned_by(sync: Any, kind: str) -> bool:
+    """Whether the running sync command hands this removal report to its caller itself: IDLE
+    returns what was pushed; SELECT/EXAMINE returns its ``VANISHED (EARLIER)`` in
+    ``MailboxState.vanished`` (its other removal lines are the previous mailbox's)."""
+    if sync is None:
+        return False
+    return bool(sync.name == "IDLE" or (sync.name in ("SELECT", "EXAMINE") and kind == "earlier"))
+
+
+class SearchCommand(lib.Command):  # type: ignore[misc]  # untyped library
+    """A (UID) SEARCH that keeps its SEARCH and ESEARCH lines whole (``SEARCH 1 2``,
+    ``ESEARCH (TAG "A1") UID ALL 1:5``), so that both forms can be read."""
+
+    whole_lines = True
+
+    def __init__(self, tag: str, *args: str, prefix: str | None, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__("SEARCH", tag, *args, prefix=prefix, untagged_resp_name="SEARCH", loop=loop)
+
+
 class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
     """A (UID) FETCH whose items go to ``on_item`` as soon as each is complete.
 
@@ -219,6 +304,7 @@ class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
         self._parts: list[bytes | bytearray] = []
         self._depth = 0
         self.items = 0
+        self.removals: list[bytes] = []  # EXPUNGE/VANISHED lines that came during it (also in the protocol's removals)
 
     def append_to_resp(self, line: bytes | bytearray, result: str = "Pending") -> None:
         if result != "Pending":
@@ -227,6 +313,9 @@ class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
         self._reset_timer()
         if isinstance(line, bytearray):  # a literal's content
             self._parts.append(line)
+            return
+        if not self._parts and removal_kind(line) is not None:
+            self.removals.append(bytes(line))
             return
         if not self._parts and not _FETCH_START.match(line):
             log.debug("unexpected line in FETCH response ignored: %.100r", line)
