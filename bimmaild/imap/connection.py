@@ -306,10 +306,13 @@ class ImapConnection:
         return [bytes(line) for line in response.lines[:-1]]
 
     async def list_entries(self) -> list[ListEntry]:
-        """Every mailbox, with its SPECIAL-USE attributes (RFC 6154) when the server has them."""
+        """Every mailbox, with its SPECIAL-USE attributes (RFC 6154) when the server has them, and
+        ``\\Subscribed`` (RFC 5258) when it has LIST-EXTENDED: see ``subscribed_known``."""
         args = ['""', '"*"']
-        if {"SPECIAL-USE", "LIST-EXTENDED"} & self.capabilities:
-            args += ["RETURN", "(SPECIAL-USE)"]
+        wanted = (("SPECIAL-USE", {"SPECIAL-USE", "LIST-EXTENDED"}), ("SUBSCRIBED", {"LIST-EXTENDED"}))
+        options = [option for option, needs in wanted if needs & self.capabilities]
+        if options:
+            args += ["RETURN", f"({' '.join(options)})"]
         response = await self._checked("LIST", *args, untagged="LIST")
         parts = _items(response.lines[:-1])
         return [parse_list([b"LIST " + bytes(item[0]), *item[1:]]) for item in parts]
@@ -555,6 +558,16 @@ class ImapConnection:
 
     async def create(self, mailbox: str) -> None:
         await self._checked("CREATE", mailbox)
+
+    @property
+    def subscribed_known(self) -> bool:
+        """Whether ``list_entries`` marks subscribed folders (else only LSUB can tell)."""
+        return "LIST-EXTENDED" in self.capabilities
+
+    async def subscribed(self, pattern: str) -> list[ListEntry]:
+        """LSUB: the subscribed folders matching ``pattern`` (quoted by the caller)."""
+        response = await self._checked("LSUB", '""', pattern, untagged="LSUB")
+        return [parse_list([b"LIST " + bytes(item[0]), *item[1:]]) for item in _items(response.lines[:-1])]
 
     async def subscribe(self, mailbox: str) -> None:
         await self._checked("SUBSCRIBE", mailbox)

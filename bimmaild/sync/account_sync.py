@@ -32,7 +32,7 @@ from bimmaild.imap.connection import (
     LoginDisabled,
     StartTlsUnavailable,
 )
-from bimmaild.imap.parse import ListEntry
+from bimmaild.imap.parse import ListEntry, quote_mailbox
 from bimmaild.oauth.tokens import TokenProblem, reauth_hint
 from bimmaild.store import journal as journal_q
 from bimmaild.store.db import Database
@@ -181,8 +181,26 @@ async def prepare_folders(
     notes += await operations.replay(kinds=("create",))
     if wanted:
         rows = folder_list.refresh(db, account.id, await conn.list_entries(), account.trash_folder)
+    else:
+        await _keep_trash_subscribed(conn, entries, rows)
     notes += await operations.replay()
     return rows, notes
+
+
+async def _keep_trash_subscribed(conn: ImapConnection, entries: list[ListEntry], rows: list[sqlite3.Row]) -> None:
+    """R-C3: the trash folder is subscribed, so that every client shows it — also when someone
+    unsubscribed it, or it was made by hand before the account was added (a creation subscribes)."""
+    trash = next((r for r in rows if r["role"] == "account_trash" and r["state"] == "present"), None)
+    if trash is None:
+        return
+    if conn.subscribed_known:
+        entry = next((e for e in entries if e.wire_name == trash["wire_name"]), None)
+        subscribed = entry is not None and any(a.lower() == "\\subscribed" for a in entry.attributes)
+    else:
+        subscribed = bool(await conn.subscribed(quote_mailbox(trash["wire_name"])))
+    if not subscribed:
+        await conn.subscribe(quote_mailbox(trash["wire_name"]))
+        log.info("subscribed the trash folder %r, which was not", trash["wire_name"])
 
 
 class AccountSync:

@@ -17,6 +17,7 @@ from bimmaild.protocol.errors import ConfirmationRequired, InvalidParams
 from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemon
 from tests.servers.dovecot import Dovecot, ImapUser
 from tests.servers.fixtures import MailServers
+from tests.servers.proxy import FaultProxy
 from tests.sync.test_sync import add_account, fetch, index, make_message, stored_bytes
 
 CAPS_WITHOUT_MOVE = (
@@ -83,6 +84,29 @@ async def test_trash_folder_created_subscribed_and_recreated(client: Client, mai
     assert "Corbeille BIM/&AMk-l&AOk-ments" in folders_of(user)[0], "re-created when it has gone"
     roles = {f["name"]: f["role"] for f in (await client.call("account.folders", {"account": "Work"}))["folders"]}
     assert roles["Corbeille BIM/Éléments"] == "account_trash"
+    with user.imap() as imap:  # another client unsubscribes it: subscribed again at the next connection
+        imap.unsubscribe('"Corbeille BIM/&AMk-l&AOk-ments"')
+    assert "Corbeille BIM/&AMk-l&AOk-ments" not in folders_of(user)[1]
+    await fetch(client)
+    assert "Corbeille BIM/&AMk-l&AOk-ments" in folders_of(user)[1]
+
+
+async def test_existing_trash_folder_unsubscribed_without_list_extended(
+    client: Client, mail_servers: MailServers
+) -> None:
+    """R-C3 on a server without LIST-EXTENDED (the proxy hides it): LSUB tells, SUBSCRIBE mends. The
+    folder exists before the account does (made by hand), never subscribed."""
+    user = mail_servers.user
+    with user.imap() as imap:
+        imap.create("BIMoffice")
+    assert "BIMoffice" not in folders_of(user)[1]
+    async with FaultProxy.start("127.0.0.2", mail_servers.dovecot.ports["imap_notls"]) as proxy:
+        proxy.rewrite(rb" LIST-EXTENDED\b", b"")
+        await add_account(client, mail_servers, imap={"host": "127.0.0.1", "port": proxy.port, "security": "none"})
+        await fetch(client)
+        sent = bytes(proxy.from_clients)
+    assert b"LSUB" in sent and b"RETURN (SPECIAL-USE SUBSCRIBED)" not in sent
+    assert "BIMoffice" in folders_of(user)[1]
 
 
 async def test_delete_moves_to_server_trash_and_restore_brings_back(
