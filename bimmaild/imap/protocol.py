@@ -331,6 +331,24 @@ class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
             self.items += 1
             self.on_item(item)
 
+    # The inactivity timeout with one timer: every chunk only notes the time, and the timer, when it
+    # fires, looks at it and re-arms for what is left.  The library re-arms a timer per line and per
+    # chunk (call_later + cancel): ~6 timers per message, a tenth of the event loop's time on a download.
+    def _set_timer(self) -> None:
+        self._last_activity = self._loop.time()
+        if self._timeout is not None:
+            self._timer = self._loop.call_later(self._timeout, self._check_inactivity)
+
+    def _reset_timer(self) -> None:
+        self._last_activity = self._loop.time()
+
+    def _check_inactivity(self) -> None:
+        silent = self._loop.time() - self._last_activity
+        if silent >= self._timeout:
+            self._timeout_callback()
+        else:
+            self._timer = self._loop.call_later(self._timeout - silent, self._check_inactivity)
+
     def begin_literal_data(self, expected_size: int, literal_data: bytes = b"") -> bytes:
         # A fresh buffer per literal: the previous one now belongs to the item's parts.
         self._resp_literal_data = bytearray()
