@@ -7,6 +7,7 @@ with ``Scheduler.run_due_now`` (never by sleeping for an interval).
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,11 @@ async def test_ctl_automation_watch_and_progress(
     assert "automatic fetch  on" in shown.stdout and "15 minutes" in shown.stdout
     changed = await run_ctl(sock, "automation", "off", "--interval", "30")
     assert "automatic fetch  off" in changed.stdout and "30 minutes" in changed.stdout
+    interval_only = await run_ctl(sock, "automation", "--interval", "20")  # the switch stays as it is
+    assert "automatic fetch  off" in interval_only.stdout and "20 minutes" in interval_only.stdout
+    assert (
+        json.loads((await run_ctl(sock, "automation", "--json", "--interval", "30")).stdout)["interval_minutes"] == 30
+    )
     mail_servers.user.deliver_many([make_message(i) for i in range(5)])
     await add_account(client, mail_servers)
     watcher = await asyncio.create_subprocess_exec(
