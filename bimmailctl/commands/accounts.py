@@ -24,8 +24,15 @@ if TYPE_CHECKING:
 
 SECURITY = ("ssl", "starttls", "none")
 
+
+def _help_text(doc: str) -> str:
+    """A docstring as --help shows it: without its reST markup and its first (module) line."""
+    return doc.split("\n\n", 1)[-1].replace("``", "")
+
+
+PASSWORDS_DOC = _help_text(__doc__ or "")
 ADD_DOC = (
-    (__doc__ or "")
+    PASSWORDS_DOC
     + """
 Server settings not given are taken from the provider preset of the address's
 domain (or --provider ID); the connection is tested before saving, and a failed
@@ -83,7 +90,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = asub.add_parser(
         "modify",
         help="change settings of an account",
-        description=__doc__,
+        description=PASSWORDS_DOC,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("account", metavar="NAME", help="account name or id")
@@ -154,7 +161,7 @@ def _setting_flags(p: argparse.ArgumentParser, *, for_add: bool) -> None:
     if not for_add:
         p.add_argument("--no-tls-ca-file", action="store_true", help="stop trusting the account's CA file")
     p.add_argument("--trash-folder", metavar="NAME", help="server trash folder (default: BIMoffice)")
-    p.add_argument("--separator", choices=(",", ";"), help="recipient separator (default: ',')")
+    p.add_argument("--separator", choices=(",", ";"), metavar="','|';'", help="recipient separator (default: ',')")
     p.add_argument("--auto-fetch", action=bool_flag, help="include in automatic fetch (default: yes)")
     if for_add:
         p.add_argument("--primary", action="store_true", default=None, help="make it the primary account")
