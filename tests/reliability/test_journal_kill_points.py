@@ -17,6 +17,9 @@ and on a server without MOVE (the proxy hides the capability):
 * ``copied``: UID COPY done, answer (with COPYUID) held;
 * ``flagged``: then STORE \\Deleted done, answer held;
 * ``expunged``: then UID EXPUNGE done, answer held.
+
+And for a deletion for good from the trash (the journal's ``expunge``): journaled; STORE
+``\\Deleted`` done; UID EXPUNGE done.
 """
 
 from __future__ import annotations
@@ -125,5 +128,63 @@ async def test_sigkill_between_journal_and_confirmation(
     assert VICTIM not in server_ids(user, "INBOX")
     assert not flagged_deleted(user), "no other message was marked deleted"
     assert [m["message_id"] for m in trash] == [VICTIM]
+    assert sum(server_ids(user, "INBOX").values()) == 2, "the two others untouched"
+    check_store(daemon.data, {account: user})
+
+
+def trash_flagged_deleted(user: ImapUser) -> bool:
+    with user.imap() as imap:
+        imap.select("BIMoffice", readonly=True)
+        _, data = imap.uid("SEARCH", "DELETED")
+    return bool(data[0].split())
+
+
+# A deletion for good from the trash: SELECT the trash, UID SEARCH UID n, UID STORE +FLAGS.SILENT
+# (\Deleted), UID EXPUNGE of that UID only.
+PURGE_POINTS: dict[str, tuple[bytes, Callable[[ImapUser], bool]]] = {
+    "journaled": (rb"^\* LIST ", lambda user: in_trash(user) and not trash_flagged_deleted(user)),
+    "flagged": (rb"OK Search completed", lambda user: in_trash(user) and trash_flagged_deleted(user)),
+    "expunged": (rb"OK Store completed", lambda user: not in_trash(user)),
+}
+
+
+@pytest.mark.parametrize("point", list(PURGE_POINTS))
+async def test_sigkill_during_a_permanent_deletion(
+    short_dir: Path, tmp_path: Path, mail_servers: MailServers, proxy: FaultProxy, point: str
+) -> None:
+    """R-C4, R-C7: a message deleted for good from the trash is expunged on the server exactly once
+    — that message only — whatever point the daemon dies at, and is gone locally."""
+    held_after, server_shows = PURGE_POINTS[point]
+    user = mail_servers.user
+    user.deliver_many([make_message(i) for i in range(3)])
+    daemon = Daemon(short_dir, tmp_path)
+    await daemon.start()
+    try:
+        async with daemon.client() as client:
+            await client.call("automation.set", {"enabled": False})
+            params = mail_servers.account_params(imap={"host": "127.0.0.1", "port": proxy.port, "security": "none"})
+            account = (await client.call("account.add", {**params, "test": False}))["account"]["id"]
+            await client.call("fetch", {"wait": True})
+            [victim] = [m for m in await client.call("messages.list", {"account": "Work"}) if m["message_id"] == VICTIM]
+            await client.call("messages.delete", {"ids": [victim["id"]]})
+            await client.call("fetch", {"wait": True})  # the move done, the copy indexed in the trash
+            assert await asyncio.to_thread(in_trash, user)
+            [trashed] = await client.call("messages.list", {"account": "Work", "trash": True})
+            fault = proxy.stall(after_line=held_after)
+            await client.call("messages.delete", {"ids": [trashed["id"]], "permanent": True, "confirm": True})
+            await asyncio.wait_for(fault.tripped.wait(), 10)
+            await wait_until(lambda: server_shows(user), point)
+            await daemon.kill()
+        proxy.release()
+        await daemon.start()
+        async with daemon.client() as client:
+            assert (await client.call("status"))["pending_operations"] == {"Work": 1}, "the entry survived the kill"
+            result = await client.call("fetch", {"wait": True})
+            assert result["accounts"][0]["state"] == "ok", result
+            assert (await client.call("status"))["pending_operations"] == {"Work": 0}
+            assert await client.call("messages.list", {"account": "Work", "trash": True}) == []
+    finally:
+        await daemon.stop()
+    assert server_ids(user, "BIMoffice") == {}, "expunged from the server trash"
     assert sum(server_ids(user, "INBOX").values()) == 2, "the two others untouched"
     check_store(daemon.data, {account: user})
