@@ -113,7 +113,7 @@ class PushService:
         live.push, live.push_error = "off", message
         log.warning("push for account %d stopped until the account is changed: %s", account_id, message)
         if self.accounts.exists(account_id):
-            self.sync.record_failure(self.accounts.find(account_id), "needs-attention", message)
+            self.sync.record_failure(self.accounts.find(account_id), "needs-attention", message, login_refused=True)
 
     async def _session(self, account_id: int) -> None:
         account = self.accounts.find(account_id)

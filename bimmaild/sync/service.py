@@ -248,11 +248,14 @@ class SyncService:
             self.record_failure(account, result.state, result.error)
         self.events.publish("trash.changed", public, owner=account.owner_uid)
 
-    def record_failure(self, account: Account, state: str, message: str | None) -> None:
-        """A failure met outside a fetch (a mirror run, the push connection) — see the module docstring."""
+    def record_failure(self, account: Account, state: str, message: str | None, *, login_refused: bool = False) -> None:
+        """A failure met outside a fetch (a mirror run, the push connection) — see the module docstring.
+
+        ``login_refused``: only the user can fix it (a mirror run's own result says so in
+        ``_run_locked``; a mirror's needs-attention may also be a safety stop in the trash)."""
         current = status_q.read(self.db.conn, account.id)
-        if state == "needs-attention":
-            self._refused.add(account.id)  # met by a mirror run or push: that is always the login
+        if login_refused:
+            self._refused.add(account.id)
         if current["state"] == "needs-attention" and state != "needs-attention":
             return
         try:
