@@ -80,7 +80,7 @@ def save_params(conn: sqlite3.Connection, entry_id: int, values: dict[str, Any])
 
 def refused_now(conn: sqlite3.Connection, entry_id: int, attempts: int, error: str) -> None:
     """The server said no: the n-th refusal waits 2^(n-1) minutes (at most MAX_RETRY_DELAY)."""
-    delay = min(timedelta(minutes=2 ** min(attempts, 16)), MAX_RETRY_DELAY)
+    delay = min(timedelta(minutes=2 ** min(attempts - 1, 16)), MAX_RETRY_DELAY)
     when = (datetime.now(UTC) + delay).isoformat(timespec="seconds")
     conn.execute(
         "UPDATE journal SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
