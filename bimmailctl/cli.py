@@ -92,17 +92,10 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _fail(args: argparse.Namespace, code: int, message: str, error: dict[str, Any] | None = None) -> int:
     if args.json:
-        render.print_json({"error": error or local_error("error", message)})
+        render.print_json({"error": error or render.local_error("error", message)})
     # A daemon's message may quote a server (a certificate's names, a reply): never raw to the terminal.
     print(f"bimmailctl: {render.printable(message)}", file=sys.stderr)
     return code
-
-
-def local_error(name: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An error of bimmailctl itself, in the shape of the daemon's (README: ``{code, name, message,
-    field, data}``), so that a script reads every ``--json`` failure the same way.  ``code`` is null:
-    protocol codes are the daemon's; the exit code says the rest."""
-    return {"code": None, "name": name, "message": message, "field": None, "data": data or {}}
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -122,7 +115,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         sys.stderr.write(captured.getvalue())
         if exc.code not in (0, None):
             message = captured.getvalue().strip().splitlines()[-1:] or ["invalid command line"]
-            render.print_json({"error": local_error("usage", message[0].partition("error: ")[2] or message[0])})
+            render.print_json({"error": render.local_error("usage", message[0].partition("error: ")[2] or message[0])})
         raise
 
 
@@ -139,12 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(args))
     except accounts.UsageError as exc:
-        return _fail(args, render.EXIT_INVALID, str(exc), local_error("usage", str(exc)))
+        return _fail(args, render.EXIT_INVALID, str(exc), render.local_error("usage", str(exc)))
     except DaemonNotRunning as exc:
-        error = local_error("daemon_not_running", str(exc), {"socket": str(exc.socket_path)})
+        error = render.local_error("daemon_not_running", str(exc), {"socket": str(exc.socket_path)})
         return _fail(args, render.EXIT_NOT_RUNNING, str(exc), error)
     except ConnectionLost as exc:
-        return _fail(args, render.EXIT_FAILURE, str(exc), local_error("connection_lost", str(exc)))
+        return _fail(args, render.EXIT_FAILURE, str(exc), render.local_error("connection_lost", str(exc)))
     except BimmailError as exc:
         wire = exc.to_wire()
         if not args.json and isinstance(exc.data.get("report"), dict):

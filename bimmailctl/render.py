@@ -60,6 +60,13 @@ EXIT_CODES_DOC = (
 )
 
 
+def local_error(name: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error of bimmailctl itself, in the shape of the daemon's (README: ``{code, name, message,
+    field, data}``), so that a script reads every ``--json`` failure the same way.  ``code`` is null:
+    protocol codes are the daemon's; the exit code says the rest."""
+    return {"code": None, "name": name, "message": message, "field": None, "data": data or {}}
+
+
 def exit_code_for(code: int) -> int:
     return _EXIT_BY_CODE.get(code, EXIT_FAILURE)
 

@@ -432,8 +432,8 @@ def _live_socket(path: Path) -> bool:
 
 def _fail(args: argparse.Namespace, exc: ServiceError) -> int:
     if args.json:
-        render.print_json({"error": {"name": "service", "message": str(exc)}}, sys.stdout)
-    print(f"bimmailctl: {exc}", file=sys.stderr)
+        render.print_json({"error": render.local_error("service", str(exc))}, sys.stdout)
+    print(f"bimmailctl: {render.printable(str(exc))}", file=sys.stderr)
     return exc.code
 
 

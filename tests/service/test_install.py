@@ -102,6 +102,14 @@ def test_json_report(
     assert report["manual"] == ["systemctl --user daemon-reload", "systemctl --user enable --now bimmaild.socket"]
 
 
+def test_json_error_has_the_daemons_shape(service_env: ServiceEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    """A refusal of ``service`` itself reads like any other ``--json`` failure: {code, name, message, field, data}."""
+    assert main(["--json", "--user", "bob", "service", "status"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert set(error) == {"code", "name", "message", "field", "data"}
+    assert error["name"] == "service" and "--user/--system after it" in error["message"]
+
+
 def test_dry_run_changes_nothing(service_env: ServiceEnv, capsys: pytest.CaptureFixture[str]) -> None:
     service_env.fake("systemctl")
     assert main(["service", "install", "--system", "--dry-run"]) == 0  # no root needed either
