@@ -51,7 +51,6 @@ __all__ = [
     "parse_select",
     "parse_status",
     "parse_uid_set",
-    "parse_vanished",
     "quote_mailbox",
     "uid_set",
     "uids_in_ranges",
@@ -364,16 +363,8 @@ def _set_number(text: str, max_uid: int | None) -> int:
 _VANISHED = re.compile(rb"VANISHED(?:[ \t]+\(EARLIER\))?[ \t]+([0-9:,]+)[ \t\r\n]*", re.IGNORECASE)
 
 
-def parse_vanished(line: bytes | bytearray) -> list[int]:
-    """UIDs of ``VANISHED [(EARLIER)] set`` (QRESYNC, RFC 7162)."""
-    match = _VANISHED.fullmatch(line)
-    if not match:
-        raise ParseError(f"not a VANISHED line: {excerpt(line)}")
-    return parse_uid_set(match.group(1).decode("ascii"))
-
-
 def vanished_ranges(line: bytes | bytearray) -> list[tuple[int, int]]:
-    """The UID ranges of a VANISHED line, not expanded.
+    """The UID ranges of ``VANISHED [(EARLIER)] set`` (QRESYNC, RFC 7162), not expanded.
 
     RFC 7162 lets a server that kept no expunge history answer ``VANISHED
     (EARLIER) 1:4000000000`` (every UID that is not there now); ranges cost

@@ -13,7 +13,6 @@ from bimmaild.imap.parse import (
     ParseError,
     parse_search,
     parse_uid_set,
-    parse_vanished,
     quote_mailbox,
     uid_set,
     uids_in_ranges,
@@ -99,17 +98,21 @@ def test_uid_set_round_trip(uids: set[int]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "uids"),
-    [(b"VANISHED (EARLIER) 1:3,7", [1, 2, 3, 7]), (b"VANISHED 5", [5]), (b"vanished (earlier) 9:8", [8, 9])],
+    ("line", "ranges"),
+    [
+        (b"VANISHED (EARLIER) 1:3,7", [(1, 3), (7, 7)]),
+        (b"VANISHED 5", [(5, 5)]),
+        (b"vanished (earlier) 9:8", [(8, 9)]),
+    ],
 )
-def test_vanished(line: bytes, uids: list[int]) -> None:
-    assert parse_vanished(line) == uids
+def test_vanished(line: bytes, ranges: list[tuple[int, int]]) -> None:
+    assert vanished_ranges(line) == ranges
 
 
 @pytest.mark.parametrize("line", [b"VANISHED", b"VANISHED (EARLIER)", b"VANISHED *", b"EXPUNGE 3", b"VANISHED 1,,2"])
 def test_vanished_malformed(line: bytes) -> None:
     with pytest.raises(ParseError):
-        parse_vanished(line)
+        vanished_ranges(line)
 
 
 def test_vanished_ranges_stay_ranges() -> None:

@@ -25,11 +25,13 @@ And for a deletion for good from the trash (the journal's ``expunge``): journale
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bimmailctl.client import Client
 from tests.reliability.test_crash_points import Daemon, check_store, server_ids
 from tests.servers.dovecot import ImapUser
 from tests.servers.fixtures import MailServers
@@ -84,6 +86,40 @@ async def wait_until(check: Callable[[], bool], what: str) -> None:
 pytestmark = pytest.mark.slow
 
 
+async def synced_account(client: Client, servers: MailServers, proxy: FaultProxy) -> tuple[int, int]:
+    """The account, reached through the proxy and fetched once; (its id, VICTIM's message id).
+    Automation off: no IDLE connection, so the mirror's is the only one the proxy's fault meets."""
+    await client.call("automation.set", {"enabled": False})
+    params = servers.account_params(imap={"host": "127.0.0.1", "port": proxy.port, "security": "none"})
+    account = (await client.call("account.add", {**params, "test": False}))["account"]["id"]
+    await client.call("fetch", {"wait": True})
+    [victim] = [m for m in await client.call("messages.list", {"account": "Work"}) if m["message_id"] == VICTIM]
+    return account, victim["id"]
+
+
+async def kill_at(
+    daemon: Daemon, client: Client, proxy: FaultProxy, held_after: bytes, ask: Awaitable[Any], shows: Callable[[], bool]
+) -> None:
+    """Hold the server's answers after ``held_after``, ask, wait until the server ``shows`` the
+    command carried out, SIGKILL the daemon."""
+    fault = proxy.stall(after_line=held_after)
+    await ask  # journaled, then the mirror runs
+    await asyncio.wait_for(fault.tripped.wait(), 10)
+    await wait_until(shows, held_after.decode())
+    await daemon.kill()
+
+
+async def replay_after_restart(daemon: Daemon) -> Client:
+    """Restart; the entry survived the kill, and one fetch carries it out."""
+    await daemon.start()
+    client = await Client.connect(daemon.socket)
+    assert (await client.call("status"))["pending_operations"] == {"Work": 1}, "the entry survived the kill"
+    result = await client.call("fetch", {"wait": True})
+    assert result["accounts"][0]["state"] == "ok", result
+    assert (await client.call("status"))["pending_operations"] == {"Work": 0}
+    return client
+
+
 CASES = [(point, False) for point in POINTS] + [(point, True) for point, (hidden, *_) in POINTS.items() if hidden]
 
 
@@ -102,25 +138,13 @@ async def test_sigkill_between_journal_and_confirmation(
     await daemon.start()
     try:
         async with daemon.client() as client:
-            await client.call("automation.set", {"enabled": False})  # no IDLE connection: the mirror's is the only one
-            params = mail_servers.account_params(imap={"host": "127.0.0.1", "port": proxy.port, "security": "none"})
-            account = (await client.call("account.add", {**params, "test": False}))["account"]["id"]
-            await client.call("fetch", {"wait": True})
-            [victim] = [m for m in await client.call("messages.list", {"account": "Work"}) if m["message_id"] == VICTIM]
-            fault = proxy.stall(after_line=held_after)
-            await client.call("messages.delete", {"ids": [victim["id"]]})  # journaled, then the mirror runs
-            await asyncio.wait_for(fault.tripped.wait(), 10)
-            await wait_until(lambda: server_shows(user), point)
-            await daemon.kill()
+            account, victim = await synced_account(client, mail_servers, proxy)
+            ask = client.call("messages.delete", {"ids": [victim]})
+            await kill_at(daemon, client, proxy, held_after, ask, lambda: server_shows(user))
         proxy.release()
         if upgraded:
             proxy.clear()
-        await daemon.start()
-        async with daemon.client() as client:
-            assert (await client.call("status"))["pending_operations"] == {"Work": 1}, "the entry survived the kill"
-            result = await client.call("fetch", {"wait": True})
-            assert result["accounts"][0]["state"] == "ok", result
-            assert (await client.call("status"))["pending_operations"] == {"Work": 0}
+        async with await replay_after_restart(daemon) as client:
             trash = await client.call("messages.list", {"account": "Work", "trash": True})
     finally:
         await daemon.stop()
@@ -161,27 +185,15 @@ async def test_sigkill_during_a_permanent_deletion(
     await daemon.start()
     try:
         async with daemon.client() as client:
-            await client.call("automation.set", {"enabled": False})
-            params = mail_servers.account_params(imap={"host": "127.0.0.1", "port": proxy.port, "security": "none"})
-            account = (await client.call("account.add", {**params, "test": False}))["account"]["id"]
-            await client.call("fetch", {"wait": True})
-            [victim] = [m for m in await client.call("messages.list", {"account": "Work"}) if m["message_id"] == VICTIM]
-            await client.call("messages.delete", {"ids": [victim["id"]]})
+            account, victim = await synced_account(client, mail_servers, proxy)
+            await client.call("messages.delete", {"ids": [victim]})
             await client.call("fetch", {"wait": True})  # the move done, the copy indexed in the trash
             assert await asyncio.to_thread(in_trash, user)
             [trashed] = await client.call("messages.list", {"account": "Work", "trash": True})
-            fault = proxy.stall(after_line=held_after)
-            await client.call("messages.delete", {"ids": [trashed["id"]], "permanent": True, "confirm": True})
-            await asyncio.wait_for(fault.tripped.wait(), 10)
-            await wait_until(lambda: server_shows(user), point)
-            await daemon.kill()
+            ask = client.call("messages.delete", {"ids": [trashed["id"]], "permanent": True, "confirm": True})
+            await kill_at(daemon, client, proxy, held_after, ask, lambda: server_shows(user))
         proxy.release()
-        await daemon.start()
-        async with daemon.client() as client:
-            assert (await client.call("status"))["pending_operations"] == {"Work": 1}, "the entry survived the kill"
-            result = await client.call("fetch", {"wait": True})
-            assert result["accounts"][0]["state"] == "ok", result
-            assert (await client.call("status"))["pending_operations"] == {"Work": 0}
+        async with await replay_after_restart(daemon) as client:
             assert await client.call("messages.list", {"account": "Work", "trash": True}) == []
     finally:
         await daemon.stop()

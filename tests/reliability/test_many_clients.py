@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
 
@@ -20,18 +19,6 @@ from tests.servers.dovecot import Dovecot, ImapUser
 CLIENTS = 200
 MESSAGES = 3000
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: message %d\r\nMessage-ID: <%d@many>\r\n\r\n%s\r\n"
-
-
-def account_params(user: ImapUser, dovecot: Dovecot) -> dict[str, Any]:
-    return {
-        "name": "Work",
-        "email": user.login,
-        "password": user.password,
-        "test": False,
-        "imap": {"host": "127.0.0.1", "port": dovecot.ports["imap"], "security": "starttls"},
-        "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
-        "tls_ca_file": str(dovecot.tls.ca_file),
-    }
 
 
 async def fetching(client: Client) -> bool:
@@ -61,7 +48,7 @@ async def test_200_clients_during_a_fetch(
 ) -> None:
     caplog.set_level(logging.WARNING)
     imap_user.deliver_many([MESSAGE % (i, i, b"x" * 500) for i in range(MESSAGES)])
-    await client.call("account.add", account_params(imap_user, dovecot))
+    await client.call("account.add", imap_user.account_params(security="starttls"))
     await client.call("fetch", {"accounts": ["Work"]})  # starts it and returns
     for _ in range(500):
         if await fetching(client):

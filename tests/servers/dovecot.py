@@ -49,6 +49,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.servers.tls import TlsMaterial, make_tls
 
@@ -110,6 +111,18 @@ class ImapUser:
             (base / "tmp" / name).write_bytes(raw)
             os.replace(base / "tmp" / name, base / "new" / name)
         self.server.chown_tree(self.home)
+
+    def account_params(self, name: str = "Work", *, security: str = "ssl") -> dict[str, Any]:
+        """account.add params for this user on its own Dovecot (no connection test), IMAP only: the SMTP
+        side points at a port nothing serves — for tests of a Dovecot of their own, which has no
+        SMTP server beside it (``MailServers.account_params`` has both)."""
+        port = self.server.ports["imaps" if security == "ssl" else "imap"]
+        return {
+            "name": name, "email": self.login, "password": self.password, "test": False,
+            "imap": {"host": "127.0.0.1", "port": port, "security": security},
+            "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
+            "tls_ca_file": str(self.server.tls.ca_file),
+        }  # fmt: skip
 
     @contextlib.contextmanager
     def imap(self) -> Iterator[imaplib.IMAP4]:

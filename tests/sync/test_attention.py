@@ -97,12 +97,7 @@ async def test_push_stops_on_a_refused_password_until_the_account_changes(short_
         running = await start_daemon(config)
         try:
             async with await Client.connect(config.socket_path) as client:
-                await client.call("account.add", {
-                    "name": "Work", "email": user.login, "password": user.password, "test": False,
-                    "imap": {"host": "127.0.0.1", "port": server.ports["imaps"], "security": "ssl"},
-                    "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
-                    "tls_ca_file": str(server.tls.ca_file),
-                })  # fmt: skip
+                await client.call("account.add", user.account_params())
                 await fetch(client)
                 await wait_push(client)
                 # The password is changed on the server (webmail), and the IDLE connection dropped.

@@ -226,11 +226,7 @@ async def test_delete_while_server_down_is_applied_later(short_dir: Path, tmp_pa
         running = await start_daemon(config)
         try:
             async with await Client.connect(config.socket_path) as client:
-                params = {"name": "Work", "email": user.login, "password": user.password, "test": False,
-                          "imap": {"host": "127.0.0.1", "port": server.ports["imaps"], "security": "ssl"},
-                          "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
-                          "tls_ca_file": str(server.tls.ca_file)}  # fmt: skip
-                await client.call("account.add", params)
+                await client.call("account.add", user.account_params())
                 await client.call("fetch", {"wait": True})
                 server.stop()
                 victim = inbox_ids(running)["<msg1.INBOX@example.fr>"]
@@ -300,11 +296,7 @@ async def test_server_without_move_uses_copy_and_uid_expunge(short_dir: Path, tm
         running = await start_daemon(config)
         try:
             async with await Client.connect(config.socket_path) as client:
-                params = {"name": "Work", "email": user.login, "password": user.password, "test": False,
-                          "imap": {"host": "127.0.0.1", "port": server.ports["imaps"], "security": "ssl"},
-                          "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
-                          "tls_ca_file": str(server.tls.ca_file)}  # fmt: skip
-                await client.call("account.add", params)
+                await client.call("account.add", user.account_params())
                 await client.call("fetch", {"wait": True})
                 rows = inbox_ids(running)
                 with user.imap() as imap:  # another client marks one deleted, without expunging
@@ -373,14 +365,10 @@ async def test_crash_in_the_copy_path_leaves_one_copy(
         user = server.add_user()
         user.deliver_many([make_message(i) for i in range(3)])
         config = daemon_config(short_dir, tmp_path)
-        params = {"name": "Work", "email": user.login, "password": user.password, "test": False,
-                  "imap": {"host": "127.0.0.1", "port": server.ports["imaps"], "security": "ssl"},
-                  "smtp": {"host": "127.0.0.1", "port": 25, "security": "none", "auth": False},
-                  "tls_ca_file": str(server.tls.ca_file)}  # fmt: skip
         running = await start_daemon(config)
         try:
             async with await Client.connect(config.socket_path) as client:
-                await client.call("account.add", params)
+                await client.call("account.add", user.account_params())
                 await client.call("fetch", {"wait": True})
                 if crash == "copy_unrecorded":
                     monkeypatch.setattr(ImapConnection, "uid_copy", dying_copy)
