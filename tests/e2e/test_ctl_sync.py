@@ -86,3 +86,29 @@ async def test_fetch_prints_the_accounts_notes(daemon: RunningDaemon, mail_serve
     assert fetched.stdout.splitlines()[-1] == (
         "note (Work): folder 'Projets' is no longer on the server (renamed or deleted there); its local copies are kept"
     )
+
+
+async def test_safety_stop_shown_then_confirmed(daemon: RunningDaemon, mail_servers: MailServers) -> None:
+    """R-C7, issue 4's safety stop through the ctl: most of the inbox gone on the server → nothing
+    removed, the account in needs-attention in `fetch`, `account list` and `status`, until
+    `fetch --confirm-deletions Work`."""
+    user = mail_servers.user
+    user.deliver_many([make_message(i) for i in range(30)])
+    await _add(daemon, mail_servers)
+    assert (await run_ctl(daemon.socket_path, "fetch", "--wait")).code == 0
+    with user.imap() as imap:
+        imap.select("INBOX")
+        imap.uid("STORE", "1:25", "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+    stopped = await run_ctl(daemon.socket_path, "fetch", "--wait", "Work")
+    assert "needs-attention" in stopped.stdout and "--confirm-deletions" in stopped.stdout, stopped.stdout
+    listed = await run_ctl(daemon.socket_path, "account", "list")
+    assert listed.stdout.splitlines()[1].split()[-1] == "needs-attention"
+    status = await run_ctl(daemon.socket_path, "status")
+    assert "Work: INBOX: the server no longer has 25 of the 30 local messages" in status.stdout, status.stdout
+    inbox = await run_ctl(daemon.socket_path, "--json", "messages", "list", "--account", "Work", "--folder", "INBOX")
+    assert len(json.loads(inbox.stdout)) == 30, "nothing removed before the confirmation"
+    confirmed = await run_ctl(daemon.socket_path, "--json", "fetch", "--wait", "--confirm-deletions", "Work")
+    [account] = json.loads(confirmed.stdout)["accounts"]
+    assert (account["state"], account["removed"]) == ("ok", 25)
+    assert (await run_ctl(daemon.socket_path, "account", "list")).stdout.splitlines()[1].split()[-1] == "ok"
