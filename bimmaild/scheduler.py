@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -51,7 +51,6 @@ TRASH_MIRROR_JOB = "trash-mirror"
 HEARTBEAT_JOB = "heartbeat"
 OUTBOX_JOB = "outbox"
 DEFAULT_INTERVAL_MINUTES = 15
-MAX_BACKOFF = timedelta(hours=1)
 
 
 def fetch_job_id(account_id: int) -> str:

@@ -143,6 +143,7 @@ class ImapConnection:
         self.port = 0
         self.timeout = timeout
         self.enabled: set[str] = set()  # extensions turned on by ENABLE (QRESYNC changes EXPUNGE to VANISHED)
+        self._writable: str | None = None  # the mailbox selected read-write (SELECT, not EXAMINE)
 
     # -- opening -------------------------------------------------------------
 
@@ -346,9 +347,10 @@ class ImapConnection:
         try:
             response = await self._checked("EXAMINE" if readonly else "SELECT", *args)
         except CommandFailed:
-            self.protocol.mailbox = None  # a failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1)
+            self.protocol.mailbox = self._writable = None  # a failed SELECT leaves none selected (RFC 3501 §6.3.1)
             raise
         self.protocol.mailbox = mailbox
+        self._writable = None if readonly else mailbox
         async with self.protocol.state_condition:
             self.protocol.state = lib.SELECTED
             self.protocol.state_condition.notify_all()
@@ -383,6 +385,12 @@ class ImapConnection:
         """The selected mailbox, as given to ``select`` (wire form); None when none is."""
         return self.protocol.mailbox
 
+    async def ensure_selected(self, mailbox: str) -> None:
+        """SELECT ``mailbox`` (read-write) unless it is selected so already: a journal replay of many
+        entries on one folder costs one SELECT, not one each."""
+        if self._writable != mailbox:
+            await self.select(mailbox)
+
     @property
     def vanished(self) -> list[tuple[int, int]]:
         """UID ranges reported gone from the selected mailbox and not taken yet.
@@ -411,7 +419,8 @@ class ImapConnection:
         kept = self.protocol.removals.get(mailbox if mailbox is not None else self.protocol.mailbox)
         if kept is None:
             return []
-        ranges, kept.vanished = kept.vanished, []
+        ranges = kept.vanished
+        kept.vanished_lines = []
         return ranges
 
     def take_expunged(self, mailbox: str | None = None) -> list[int]:

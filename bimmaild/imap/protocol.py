@@ -66,7 +66,13 @@ _REMOVAL_TAKERS = ("EXPUNGE", "FETCH", "COPY", "NOOP", "SEARCH")
 class Removals:
     """What the server reported removed from one mailbox and nobody has taken yet."""
 
-    vanished: list[tuple[int, int]] = field(default_factory=list)  # UID ranges, inclusive (VANISHED)
+    vanished_lines: list[bytes] = field(default_factory=list)  # VANISHED reports, unparsed
+
+    @property
+    def vanished(self) -> list[tuple[int, int]]:
+        """UID ranges, inclusive (ParseError for a malformed report)."""
+        return [r for line in self.vanished_lines for r in vanished_ranges(line)]
+
     expunged: list[int] = field(default_factory=list)  # message sequence numbers, in the order sent (EXPUNGE)
 
 
@@ -222,12 +228,13 @@ class ImapProtocol(lib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped li
         return next((c for c in self.pending_async_commands.values() if c is not None and c.tag == wanted), None)
 
     def _keep_removal(self, line: bytes, kind: str) -> None:
-        """Keep a removal report under the selected mailbox (``ParseError`` if it is malformed)."""
+        """Keep a removal report under the selected mailbox; a VANISHED line as it came, parsed only
+        when someone takes it (a malformed one must not end a connection that never reads them)."""
         kept = self.removals.setdefault(self.mailbox, Removals())
         if kind == "expunge":
             kept.expunged.append(int(line.split(None, 1)[0]))
         else:
-            kept.vanished += vanished_ranges(line)
+            kept.vanished_lines.append(bytes(line))
 
     # -- failures ------------------------------------------------------------
 
@@ -304,7 +311,6 @@ class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
         self._parts: list[bytes | bytearray] = []
         self._depth = 0
         self.items = 0
-        self.removals: list[bytes] = []  # EXPUNGE/VANISHED lines that came during it (also in the protocol's removals)
 
     def append_to_resp(self, line: bytes | bytearray, result: str = "Pending") -> None:
         if result != "Pending":
@@ -313,9 +319,6 @@ class StreamingFetch(lib.Command):  # type: ignore[misc]  # untyped library
         self._reset_timer()
         if isinstance(line, bytearray):  # a literal's content
             self._parts.append(line)
-            return
-        if not self._parts and removal_kind(line) is not None:
-            self.removals.append(bytes(line))
             return
         if not self._parts and not _FETCH_START.match(line):
             log.debug("unexpected line in FETCH response ignored: %.100r", line)

@@ -454,10 +454,19 @@ class FolderSync:
             f" (CHANGEDSINCE {self.stored.highestmodseq})" if self.condstore and self.stored.highestmodseq else ""
         )
         await self.conn.uid_fetch(f"1:{top}", f"(UID FLAGS){modifier}", on_item)
-        await self._apply_flags(uidvalidity, changed)
+        await self._apply_flags(uidvalidity, changed, indexed)
 
-    async def _apply_flags(self, uidvalidity: int, changed: dict[int, tuple[str, ...]]) -> None:
-        indexed = message_q.uids(self.db.conn, self.folder_id)
+    async def _apply_flags(
+        self,
+        uidvalidity: int,
+        changed: dict[int, tuple[str, ...]],
+        indexed: dict[int, tuple[int, str, str]] | None = None,
+    ) -> None:
+        """Store the flags that differ; ``indexed``: the folder's index, when the caller has just read it."""
+        if not changed:
+            return
+        if indexed is None:
+            indexed = message_q.uids(self.db.conn, self.folder_id)
         updates = []
         for uid, flags in changed.items():
             if uid not in indexed:
@@ -475,6 +484,8 @@ class FolderSync:
 
     async def _apply_vanished(self, state: MailboxState) -> bool:
         """QRESYNC's VANISHED (EARLIER): removals without asking for the folder's UID list."""
+        if not state.vanished:
+            return True
         indexed = message_q.uids(self.db.conn, self.folder_id, settled_only=True)
         gone = uids_in_ranges((uid for uid in indexed if uid >= 1), state.vanished)
         return await self._remove(indexed, gone)

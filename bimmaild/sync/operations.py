@@ -20,8 +20,10 @@ because a crash can come between sending it and recording its result:
   again; then ``APPEND (\\Seen)``.  The message is downloaded by the Sent
   folder's sync, like any other.  The outbox file is removed once it is done.
 
-A refusal by the server is recorded on the entry and retried at the next
-fetch; a broken connection ends the replay (the rest waits for the next one).
+A refusal by the server is recorded on the entry, which is tried again after
+1, 2, 4 … minutes (at most six hours: ``journal.refused_now``), never given up;
+a broken connection ends the replay (the rest waits for the next one).  One
+SELECT serves every entry on the same folder (``ensure_selected``).
 """
 
 from __future__ import annotations
@@ -103,12 +105,13 @@ class Operations:
         source = quote_mailbox(params["from_wire"])
         target = quote_mailbox(params["to_wire"])
         uid = int(params["uid"])
-        await self.conn.select(source)
+        await self.conn.ensure_selected(source)
         new_uid: int | None = params.get("copied_uid")
         if uid <= 0 and params.get("message_id"):
             # Recorded while an earlier move of this message had not reached the server (a restore
             # right after the delete): only the placeholder UID was known, the earlier entry has
-            # moved it since.  UID SEARCH of a placeholder is a BAD command, retried until it fails.
+            # moved it since.  (UID SEARCH of a placeholder UID would be a BAD command, refused
+            # and retried for ever.)
             found = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
             uid = max(found, default=0)
         if uid > 0 and uid in await self.conn.uid_search(f"UID {uid}"):
@@ -126,10 +129,10 @@ class Operations:
         copied: int | None = params.get("copied_uid")
         if copied is None and params.get("copy_sent") and params.get("message_id"):
             # Interrupted after COPY was sent: is the copy there already?
-            await self.conn.select(target)
+            await self.conn.ensure_selected(target)
             found = await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}")
             copied = max(found) if found else None
-            await self.conn.select(source)
+            await self.conn.ensure_selected(source)
         if copied is None:
             with self.db.transaction() as conn:
                 journal_q.save_params(conn, entry_id, {**params, "copy_sent": True})
@@ -163,7 +166,7 @@ class Operations:
     # -- expunge ---------------------------------------------------------------
 
     async def _expunge(self, entry_id: int, params: dict[str, Any]) -> None:
-        await self.conn.select(quote_mailbox(params["folder_wire"]))
+        await self.conn.ensure_selected(quote_mailbox(params["folder_wire"]))
         if params["uid"] is not None:
             uids = [u for u in await self.conn.uid_search(f"UID {int(params['uid'])}") if u == int(params["uid"])]
         elif params.get("message_id"):  # purged before its move reached the server: find the copy
@@ -191,7 +194,7 @@ class Operations:
             if sent is None:
                 raise CommandFailed("APPEND", "NO", "the account has no Sent folder on the server")
             mailbox = quote_mailbox(sent["wire_name"])
-            await self.conn.select(mailbox)
+            await self.conn.ensure_selected(mailbox)
             if not await self.conn.uid_search(f"HEADER Message-ID {_quoted_id(params['message_id'])}"):
                 try:
                     data = await asyncio.to_thread(path.read_bytes)

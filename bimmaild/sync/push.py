@@ -24,7 +24,7 @@ from typing import Any
 
 from bimmaild.accounts.service import AccountService
 from bimmaild.activity import Activity
-from bimmaild.imap.connection import CommandFailed, ImapConnection, ImapError
+from bimmaild.imap.connection import ImapConnection, ImapError
 from bimmaild.store import folders as folder_q
 from bimmaild.store import settings
 from bimmaild.store import status as status_q
@@ -127,10 +127,7 @@ class PushService:
             await conn.select('"INBOX"', readonly=True)
             live.push, live.push_error = "idle", None
             while True:
-                try:
-                    pushed = await conn.idle(self.idle_seconds)
-                except CommandFailed as exc:
-                    raise ImapError(str(exc)) from None
+                pushed = await conn.idle(self.idle_seconds)
                 if any(CHANGE.match(line) for line in pushed):
                     log.debug("push for account %d: %s", account_id, pushed[:3])
                     self.sync.start(account_id)
