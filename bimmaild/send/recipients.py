@@ -63,6 +63,11 @@ class Recipient:
         """A non-ASCII local part has no ASCII form: the message needs SMTPUTF8 (RFC 6531)."""
         return not self.address.rpartition("@")[0].isascii()
 
+    @property
+    def envelope(self) -> str:
+        """The address for RCPT TO: see ``envelope_form``."""
+        return envelope_form(self.address)
+
     def header(self) -> str:
         """The RFC 5322 form for a header, e.g. ``"Dupont, Jean" <jean@x.fr>``, on one line.
 
@@ -174,12 +179,22 @@ def header_value(recipients: Sequence[Recipient]) -> str:
     return ", ".join(recipient.header() for recipient in recipients)
 
 
+def envelope_form(address: str) -> str:
+    """``address`` as SMTP carries it: a non-ASCII domain as its IDNA A-label, as the headers
+    write it, so that only a non-ASCII local part needs SMTPUTF8 (RFC 6531)."""
+    local, _, domain = address.rpartition("@")
+    if local.isascii() and not domain.isascii():
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    return address
+
+
 def envelope_addresses(*fields: ParsedField) -> tuple[str, ...]:
-    """Every address once (case-insensitively, first spelling kept), in order: one RCPT TO each."""
+    """Every address once (case-insensitively, first spelling kept), in order: one RCPT TO each,
+    in its envelope form."""
     seen: dict[str, str] = {}
     for field in fields:
         for recipient in field.recipients:
-            seen.setdefault(recipient.address.casefold(), recipient.address)
+            seen.setdefault(recipient.envelope.casefold(), recipient.envelope)
     return tuple(seen.values())
 
 

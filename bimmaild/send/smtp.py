@@ -30,6 +30,7 @@ from bimmaild.accounts.credentials import Credentials
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.secrets import Secret
 from bimmaild.oauth.tokens import TokenProblem, reauth_hint
+from bimmaild.send.recipients import envelope_form
 
 EHLO_NAME = "[127.0.0.1]"
 # How aiosmtplib 5.x says that the server offers no STARTTLS; only the wording of our error
@@ -104,9 +105,10 @@ async def submit(
     client = _client(account, timeout)
     try:
         await _connect(client, account, credentials)
-        data, options = await _flatten(client, account.email, recipients, message)
+        sender = envelope_form(account.email)
+        data, options = await _flatten(client, sender, recipients, message)
         try:
-            errors, reply = await client.sendmail(account.email, recipients, data, mail_options=options)
+            errors, reply = await client.sendmail(sender, recipients, data, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = {r.recipient: (r.code, r.message) for r in exc.recipients}
             temporary = all(400 <= code < 500 for code, _ in refused.values())

@@ -208,6 +208,17 @@ async def test_one_recipient_refused_is_a_partial_result(client: Client, mail_se
     assert retried["state"] == "sent" and retried["accepted"] == ["carol@example.net"]
 
 
+async def test_international_domain_needs_no_smtputf8(client: Client, mail_servers: MailServers) -> None:
+    """An IDN domain has an ASCII form (its A-label), in the envelope as in the headers: a server
+    without SMTPUTF8 (the test server offers none) takes the message."""
+    await add_account(client, mail_servers)
+    result = await client.call("send", {"to": "Jean <jean@exämple.fr>", "text": "x"})
+    assert result["state"] == "sent", result
+    [delivery] = await mail_servers.smtp.wait_for_deliveries(1)
+    assert delivery.rcpt_tos == ["jean@xn--exmple-cua.fr"]
+    assert delivery.message["To"] == "Jean <jean@xn--exmple-cua.fr>"
+
+
 async def test_bcc_is_in_the_envelope_only(client: Client, mail_servers: MailServers) -> None:
     await add_account(client, mail_servers)
     await client.call("send", {"to": "bob@example.net", "bcc": "secret@example.net", "text": "x"})
