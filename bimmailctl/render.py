@@ -112,7 +112,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO 
 def key_values(pairs: Sequence[tuple[str, object]], out: TextIO = sys.stdout, indent: str = "  ") -> None:
     width = max((len(k) for k, _ in pairs), default=0)
     for key, value in pairs:
-        out.write(f"{indent}{key.ljust(width)}  {'-' if value is None else value}\n")
+        out.write(f"{indent}{key.ljust(width)}  {'-' if value is None else printable(str(value))}\n")
 
 
 def _server_line(server: dict[str, Any], *, smtp: bool) -> str:
@@ -340,7 +340,11 @@ def message_block(message: dict[str, Any], out: TextIO = sys.stdout) -> None:
 
 
 def event_line(event: str, params: dict[str, Any]) -> str:
-    """One readable line per event, for ``watch``."""
+    """One readable line per event, for ``watch``; printable (a subject or a From is a sender's text)."""
+    return printable(_event_text(event, params))
+
+
+def _event_text(event: str, params: dict[str, Any]) -> str:
     who = params.get("account") or ""
     if event == "fetch.progress":
         return (f"{event}  {who} {params['folder']}: {params['messages_done']}/{params['messages_total']} messages, "
@@ -381,16 +385,16 @@ class Progress:
         done, total = params["bytes_done"], max(params["bytes_total"], 1)
         share = done / total
         eta = (now - start) * (1 - share) / share if 0 < share < 1 else 0.0
-        text = (f"{key}: {params['messages_done']}/{params['messages_total']} messages, "
-                f"{_size(done)}/{_size(params['bytes_total'])}, {share:4.0%}"
-                + (f", about {eta:.0f} s left" if eta >= 1 else ""))  # fmt: skip
+        text = printable(f"{key}: {params['messages_done']}/{params['messages_total']} messages, "
+                         f"{_size(done)}/{_size(params['bytes_total'])}, {share:4.0%}"
+                         + (f", about {eta:.0f} s left" if eta >= 1 else ""))  # fmt: skip
         if not self.tty:
             self.out.write(text + "\n")
             self.out.flush()
             return
         width = 24
         filled = int(share * width)
-        self.lines[params["account"]] = f"[{'#' * filled}{'.' * (width - filled)}] {printable(text)}"
+        self.lines[params["account"]] = f"[{'#' * filled}{'.' * (width - filled)}] {text}"
         if self.drawn:
             self.out.write(f"\x1b[{self.drawn}F")  # back to the first line of the block
         for line in self.lines.values():
@@ -400,34 +404,29 @@ class Progress:
 
 
 def send_result(result: dict[str, Any], out: TextIO = sys.stdout) -> None:
-    """Per recipient, what the server said (R-D1): nobody is silently left out."""
-    for warning in result.get("warnings", []):
-        out.write(f"warning: {warning}\n")
-    for address in result["accepted"]:
-        out.write(f"accepted  {address}\n")
-    for address, reply in result["refused"].items():
-        out.write(f"refused   {address}: {reply['code']} {reply['message']}\n")
-    state = result["state"]
+    """Per recipient, what the server said (R-D1): nobody is silently left out.  Made printable:
+    the replies are the server's text."""
+    lines = [f"warning: {warning}" for warning in result.get("warnings", [])]
+    lines += [f"accepted  {address}" for address in result["accepted"]]
+    lines += [f"refused   {a}: {reply['code']} {reply['message']}" for a, reply in result["refused"].items()]
+    state, kept = result["state"], f"outbox id {result['outbox_id']}"
     if state == "sent":
         retry = result.get("retrying") or []
         tail = f"; {', '.join(retry)} will be tried again" if retry else ""
         if result.get("refused_outbox_id"):
             tail += f"; the refused recipients are kept in the outbox (id {result['refused_outbox_id']})"
         reply = f" (server: {result['reply']})" if result.get("reply") else ""
-        out.write(f"sent from {result['account']} as {result['message_id']}{reply}{tail}\n")
+        lines.append(f"sent from {result['account']} as {result['message_id']}{reply}{tail}")
     elif state == "uncertain":
-        out.write(
-            f"outcome unknown: {result['error']} (outbox id {result['outbox_id']}: bimmailctl outbox retry|cancel)\n"
-        )
+        lines.append(f"outcome unknown: {result['error']} ({kept}: bimmailctl outbox retry|cancel)")
     elif state == "queued":
-        out.write(
-            f"not sent yet: {result['error']}; kept in the outbox (id {result['outbox_id']}), tried again later\n"
+        lines.append(
+            f"not sent yet: {result['error']}; kept in the outbox (id {result['outbox_id']}), tried again later"
         )
     else:
-        out.write(
-            f"not sent: {result['error']}; kept in the outbox (id {result['outbox_id']}): "
-            "bimmailctl outbox retry|cancel\n"
-        )
+        lines.append(f"not sent: {result['error']}; kept in the outbox (id {result['outbox_id']}): "
+                     "bimmailctl outbox retry|cancel")  # fmt: skip
+    out.write("".join(printable(line) + "\n" for line in lines))
 
 
 def send_exit_code(result: dict[str, Any]) -> int:

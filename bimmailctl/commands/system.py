@@ -54,8 +54,12 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
         for a in accounts_list:
             message = a["status"].get("message") or a["status"].get("push_error")
             if message:
-                print(f"{a['name']}: {message}")
+                print(render.printable(f"{a['name']}: {message}"))
             for op in a["status"].get("refused_operations") or []:
-                print(f"{a['name']}: server operation #{op['id']} ({op['kind']}) refused {op['attempts']} time(s),"
-                      f" again at {op['next_attempt_at']}: {op['error']}")  # fmt: skip
+                print(
+                    render.printable(
+                        f"{a['name']}: server operation #{op['id']} ({op['kind']}) refused "
+                        f"{op['attempts']} time(s), again at {op['next_attempt_at']}: {op['error']}"
+                    )
+                )
     return render.EXIT_OK
