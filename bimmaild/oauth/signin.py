@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bimmaild.accounts.secrets import Secret
 from bimmaild.oauth import flow
 from bimmaild.oauth.clients import Client, Clients
 from bimmaild.oauth.flow import OAuthError, Tokens
@@ -62,6 +63,10 @@ class SignIn:
     done: asyncio.Future[Tokens] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     finished_at: float | None = None
     task: asyncio.Task[None] | None = None
+    # The client secret, read once: a device sign-in polls every few seconds for minutes, and each
+    # read is a keyring round trip.  A Secret: its repr hides the value.
+    client_secret: Secret | None = None
+    secret_read: bool = False
 
     def to_public(self, now: float) -> dict[str, Any]:
         return {
@@ -216,10 +221,15 @@ class SignIns:
         self._finish(sign_in, tokens)
         return "200 OK", "Signed in to bimmail. You can close this window."
 
+    async def _secret(self, sign_in: SignIn) -> Secret | None:
+        if not sign_in.secret_read:
+            sign_in.client_secret, sign_in.secret_read = await self.clients.secret(sign_in.client), True
+        return sign_in.client_secret
+
     async def _exchange(self, sign_in: SignIn, form: dict[str, str]) -> Tokens:
         client = sign_in.client
         status, body = await post_form(
-            client.issuer.token_url, form, client_id=client.client_id, client_secret=await self.clients.secret(client)
+            client.issuer.token_url, form, client_id=client.client_id, client_secret=await self._secret(sign_in)
         )
         tokens = flow.parse_tokens(status, body, self.clock())
         if tokens.refresh_token is None:
@@ -234,7 +244,7 @@ class SignIns:
             raise OAuthError("unsupported", f"{client.issuer.id} has no device sign-in for mail: use the browser")
         status, body = await post_form(
             client.issuer.device_url, {"scope": " ".join(client.issuer.scopes)},
-            client_id=client.client_id, client_secret=await self.clients.secret(client),
+            client_id=client.client_id, client_secret=await self._secret(sign_in),
         )  # fmt: skip
         device = flow.parse_device(status, body, self.clock())
         sign_in.url = device.verification_uri_complete or device.verification_uri
