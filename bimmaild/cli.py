@@ -137,7 +137,7 @@ def daemon_config(args: argparse.Namespace, settings: config.Effective) -> Daemo
     )
 
 
-async def _run(daemon: Daemon, args: argparse.Namespace) -> None:
+async def _run(daemon: Daemon, args: argparse.Namespace, started: config.Effective) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -149,7 +149,7 @@ async def _run(daemon: Daemon, args: argparse.Namespace) -> None:
             logging.getLogger(__name__).error("config not reloaded: %s", exc)
             return
         logs.set_level(settings["log_level"])
-        daemon.reload(settings)
+        daemon.reload(settings, config.waiting(started, settings))
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await daemon.run()
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logs.setup(settings["log_level"])
     try:
-        asyncio.run(_run(Daemon(daemon_config(args, settings)), args))
+        asyncio.run(_run(Daemon(daemon_config(args, settings)), args, settings))
     except StartupError as exc:
         print(f"bimmaild: {exc}", file=sys.stderr)
         return 1

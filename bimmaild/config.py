@@ -3,8 +3,8 @@
 The file lives in the platformdirs user config dir (``~/.config/bimmail/config.toml``), or
 ``/etc/bimmail/config.toml`` for the system daemon; ``--config PATH`` names another.  A missing
 file is fine (the defaults apply); a file with an unknown key or a wrong type is refused with
-its path and key, so a typo is never silently ignored.  SIGHUP re-reads it: the settings in
-``RELOADABLE`` take effect at once, the others at the next start (the daemon says so).
+its path and key, so a typo is never silently ignored.  SIGHUP re-reads it: the settings marked
+``reloadable`` take effect at once, the others at the next start (the daemon says so: ``waiting``).
 ``bimmaild --print-config`` shows the effective value of each setting and where it comes from.
 """
 
@@ -95,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def waiting(started: Effective, now: Effective) -> list[str]:
+    """The settings changed since the start that only a restart applies, in ``SETTINGS`` order."""
+    return [s.name for s in SETTINGS if not s.reloadable and now[s.name] != started[s.name]]
 
 
 def default_path(system: bool) -> Path:

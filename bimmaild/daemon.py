@@ -151,8 +151,9 @@ class Daemon:
             systemd.notify("STOPPING=1\nSTATUS=stopping")
             log.info("bimmaild stopping")
 
-    def reload(self, settings: config.Effective) -> None:
-        """SIGHUP: apply the config file's reloadable settings; say which others wait for a restart."""
+    def reload(self, settings: config.Effective, waiting: list[str]) -> None:
+        """SIGHUP: apply the config file's reloadable settings; say which others (``waiting``, from
+        ``config.waiting``) wait for a restart."""
         if not self.ready.is_set():
             log.warning("config reload ignored: the daemon is still starting")
             return
@@ -161,11 +162,6 @@ class Daemon:
             self.scheduler.default_interval_minutes = settings["fetch_interval_minutes"]
             self.scheduler.apply(reschedule=True)
         self.sync.safety = SafetyStop(settings["safety_stop_share"], settings["safety_stop_minimum"])
-        running = {
-            "socket": self.config.socket_path, "data_dir": self.config.data_dir,
-            "secret_backend": self.config.secret_backend, "connect_timeout": self.config.connect_timeout,
-        }  # fmt: skip
-        waiting = [name for name, value in running.items() if settings[name] != value]
         if waiting:
             log.warning("config: %s changed; takes effect at the next start", ", ".join(waiting))
         log.info("config reloaded from %s (log level %s)", settings.path, settings["log_level"])
