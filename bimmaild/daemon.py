@@ -141,7 +141,8 @@ class Daemon:
             await self._start(stack)  # the store migrated, the socket accepting
             accounts, activity = self.accounts, self.accounts.activity
             assert activity is not None
-            notifier = Notifier(lambda: status_line(accounts, activity), systemd.watchdog_seconds())
+            names = not self.config.system  # the system daemon's line is every local user's to read
+            notifier = Notifier(lambda: status_line(accounts, activity, names=names), systemd.watchdog_seconds())
             systemd.notify(f"READY=1\nSTATUS={status_line(accounts, activity)}")
             notifier.start()
             stack.push_async_callback(notifier.aclose)

@@ -4,6 +4,8 @@
 busy loop) stops the pings and systemd restarts the service (``WatchdogSec=``).  ``STATUS=``
 is what ``systemctl status`` shows: it is sent when it changes ("2 accounts; fetching Work
 120/4000 (INBOX)"), checked every second.  Nothing runs when there is no ``$NOTIFY_SOCKET``.
+The system daemon's line names no account (``names=False``): ``systemctl status`` is open to every
+local user, and one user's account names are not another's to read (R-L3).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from bimmaild.store import status as status_q
 TICK = 1.0
 
 
-def status_line(accounts: AccountService, activity: Activity) -> str:
+def status_line(accounts: AccountService, activity: Activity, *, names: bool = True) -> str:
     every = accounts.all()
     enabled = [a for a in every if a.enabled]
     parts = [f"{len(enabled)} account{'s' if len(enabled) != 1 else ''}"]
@@ -38,9 +40,14 @@ def status_line(accounts: AccountService, activity: Activity) -> str:
                 )
             else:
                 fetching.append(account.name)
-    parts.append("fetching " + ", ".join(fetching) if fetching else "idle")
     waiting = status_q.in_state(accounts.db.conn, "needs-attention")
     attention = [a.name for a in enabled if a.id in waiting]
+    if not names:
+        parts.append(f"fetching {len(fetching)}" if fetching else "idle")
+        if attention:
+            parts.append(f"{len(attention)} need{'s' if len(attention) == 1 else ''} attention")
+        return "; ".join(parts)
+    parts.append("fetching " + ", ".join(fetching) if fetching else "idle")
     if attention:
         parts.append("needs attention: " + ", ".join(attention))
     return "; ".join(parts)
