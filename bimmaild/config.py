@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bimmaild.accounts.secrets import BACKEND_CHOICES
 from bimmaild.protocol.paths import APP_NAME
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SECRET_BACKENDS = ("auto", "keyring", "file")
 SYSTEM_CONFIG = Path("/etc") / APP_NAME / "config.toml"
 
 
@@ -68,7 +68,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "debug, info, warning or error", _choice(*LOG_LEVELS), reloadable=True),
     Setting("socket", "path of the control socket", _path),
     Setting("data_dir", "store directory (SQLite, Maildir, secrets file)", _path),
-    Setting("secret_backend", "auto, keyring or file (where passwords are kept)", _choice(*SECRET_BACKENDS)),
+    Setting("secret_backend", "auto, keyring or file (where passwords are kept)", _choice(*BACKEND_CHOICES)),
     Setting("connect_timeout", "seconds each step of a connection test may wait", _number(0.5, 300)),
     Setting(
         "providers_dir",

@@ -24,6 +24,7 @@ import os
 import pwd
 import sqlite3
 import stat
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,9 @@ _KNOWN = (  # a user named by an administrator: known, not seen
     " ON CONFLICT (uid) DO UPDATE SET name = excluded.name"
 )
 _SEEN = _KNOWN + ", last_seen_at = excluded.last_seen_at"
+
+
+SEEN_EVERY = 60.0  # seconds: how stale a user's last_seen_at may be
 
 
 def _now() -> str:
@@ -71,13 +75,13 @@ class Users:
         system: bool,
         admin_group: str = DEFAULT_ADMIN_GROUP,
         default_may_configure: bool = True,
-        daemon_uid: int | None = None,
     ) -> None:
         self.db = db
         self.system = system
         self.admin_group = admin_group
         self.default_may_configure = default_may_configure
-        self.daemon_uid = os.getuid() if daemon_uid is None else daemon_uid
+        self.daemon_uid = os.getuid()
+        self._greeted: dict[int, float] = {}  # uid -> when its last_seen_at was last written (monotonic)
 
     # -- who may connect, who is administrator ---------------------------------------------
 
@@ -94,7 +98,7 @@ class Users:
             entry = pwd.getpwuid(uid)
         except KeyError:
             return False
-        return entry.pw_gid == group.gr_gid or entry.pw_name in group.gr_mem
+        return group.gr_gid in os.getgrouplist(entry.pw_name, entry.pw_gid)  # NSS groups too
 
     def may_configure(self, uid: int) -> bool:
         if self.is_admin(uid):
@@ -108,7 +112,11 @@ class Users:
 
     def greet(self, peer: int, act_as: str | int | None) -> Identity:
         """The identity of a new session; ``act_as`` is for administrators only."""
-        self._seen(peer)
+        # Every ctl call is a session: its "last seen" is written at most once a minute per user,
+        # not a write transaction (and fsync) per hello.
+        if time.monotonic() - self._greeted.get(peer, -SEEN_EVERY) >= SEEN_EVERY:
+            self._seen(peer)
+            self._greeted[peer] = time.monotonic()
         if act_as is None:
             return Identity(peer, peer)
         uid = self.resolve(act_as, field="act_as")
@@ -198,7 +206,7 @@ def readable_by(path: str, uid: int, field: str) -> None:
     try:
         entry = pwd.getpwuid(uid)
         target = Path(path).resolve(strict=True)
-        groups = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem)}
+        groups = set(os.getgrouplist(entry.pw_name, entry.pw_gid))  # NSS (sssd, LDAP) included, unlike getgrall
         allowed = _permits(target.stat(), uid, groups, stat.S_IRUSR) and all(
             _permits(parent.stat(), uid, groups, stat.S_IXUSR) for parent in target.parents
         )

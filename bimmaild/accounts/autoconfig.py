@@ -3,8 +3,8 @@
 A custom preset can come from a provider's own ``config-v1.1.xml``
 (https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat).
 It goes through the same checks as the shipped presets (``providers._build``)
-and is always marked unverified.  Fetching the document is the caller's
-business: this module does no I/O.
+and is always marked unverified.  Nothing is fetched from the network: the
+documents are files a site drops in its presets directory (``load_directory``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ SETTING_COLUMNS = (
 PASSWORD_SLOTS = ("password", "imap_password", "smtp_password")
 # Every secret of an account: its passwords, and the OAuth2 refresh token of a signed-in one.
 SLOTS = (*PASSWORD_SLOTS, "oauth_refresh")
-AUTH_METHODS = ("password", "oauth2")
 
 DEFAULT_PORTS = {
     ("imap", "ssl"): 993,
@@ -92,7 +91,7 @@ class Account:
     auto_fetch: bool
     enabled: bool
     provider: str | None
-    auth: str  # one of AUTH_METHODS
+    auth: str  # "password" or "oauth2" (protocol.methods.AUTH_CHOICES)
     oauth_issuer: str | None  # the issuer of its tokens (auth oauth2)
     primary: bool
     created_at: str

@@ -30,13 +30,11 @@ from bimmaild.protocol.errors import InvalidParams
 Server = ServerPreset | SmtpPreset  # a preset's IMAP or SMTP server
 KINDS = ("imap", "smtp")
 DEFAULT_SECURITY = {"imap": "ssl", "smtp": "starttls"}
-# The security a port is normally served with; 25 is left out on purpose (clear text or an
-# opportunistic STARTTLS: guessing "none" there would send the password in clear).
+# The security a port is normally served with (the default ports read backwards); the ports of
+# "none" are left out on purpose (25 is clear text or an opportunistic STARTTLS: guessing "none"
+# there would send the password in clear).
 USUAL_SECURITY = {
-    ("imap", 993): "ssl",
-    ("imap", 143): "starttls",
-    ("smtp", 465): "ssl",
-    ("smtp", 587): "starttls",
+    (kind, port): security for (kind, security), port in model.DEFAULT_PORTS.items() if security != "none"
 }
 
 
@@ -127,7 +125,7 @@ def fill(flat: dict[str, Any], provider: Provider | None) -> tuple[Provider | No
     for kind in KINDS:
         _fill_server(flat, kind, server_of(provider, kind) if kind in served else None, filled)
     _fill_auth_and_login(flat, provider if "smtp" in served else None, provider, filled)
-    return provider, _notes(flat, provider, filled)
+    return provider, _notes(provider, filled)
 
 
 def _in_use(flat: dict[str, Any], provider: Provider | None, served: set[str], filled: _Filled) -> Provider | None:
@@ -239,7 +237,7 @@ def _security_of_port(kind: str, port: int, preset: Server | None) -> str:
     )
 
 
-def _notes(flat: dict[str, Any], provider: Provider | None, filled: _Filled) -> list[str]:
+def _notes(provider: Provider | None, filled: _Filled) -> list[str]:
     """Which preset filled what (only what it filled), why a kind was not filled, and its hints."""
     notes = list(filled.not_used)
     if provider is None:

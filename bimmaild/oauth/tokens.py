@@ -56,7 +56,6 @@ class TokenService:
         self.clock = clock
         self._cache: dict[int, Tokens] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        self.refreshes = 0  # for status and tests: how many times a token was renewed
 
     def client_for(self, account: Account) -> Client:
         issuer = account.oauth_issuer or "?"
@@ -115,6 +114,5 @@ class TokenService:
         if tokens.refresh_token is not None and tokens.refresh_token != refresh:
             await self.secrets.put(account_key(account.secret_ref, REFRESH_SLOT), tokens.refresh_token)
         self._cache[account.id] = tokens
-        self.refreshes += 1
         log.info("account %d: access token renewed (valid %d s)", account.id, tokens.expires_at - self.clock())
         return tokens

@@ -17,7 +17,8 @@ from pathlib import Path
 APP_NAME = "bimmail"
 SOCKET_NAME = "bimmaild.sock"
 SOCKET_ENV = "BIMMAIL_SOCKET"
-# The system daemon's (bimmaild --system), where systemd's RuntimeDirectory=bimmail puts it.
+# The system daemon's (bimmaild --system); its directory belongs to bimmaild-system.socket (the unit
+# has no RuntimeDirectory=, which systemd would remove with the service), else to the daemon.
 SYSTEM_SOCKET = Path("/run") / APP_NAME / SOCKET_NAME
 
 
