@@ -408,6 +408,8 @@ class AccountService:
             notes = ["mail on the server is untouched"]
             if self.tokens is not None:
                 self.tokens.forget(account.id)
+            if self.activity is not None:
+                self.activity.forget(account.id)
             try:
                 await self._forget_secrets(account.secret_ref)
             except SecretsUnavailable as exc:

@@ -228,7 +228,7 @@ FILE_FIELDS = (
 IMAGE_LIST = Param(
     "images",
     "list",
-    "Images the HTML refers to as cid:FILENAME (PNG, JPEG, GIF, WebP; 512 KB each, 2 MB in all).",
+    'Images the HTML refers to by file name (<img src="logo.png">; PNG, JPEG, GIF, WebP; 512 KB each, 2 MB in all).',
     item_kind="map",
     fields=FILE_FIELDS,
     max_items=20,
@@ -804,6 +804,9 @@ def _with_access(method: Method) -> Method:
 
 METHODS = tuple(_with_access(m) for m in METHODS)
 METHODS_BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
+# A name here that is no method (a rename, a typo) would leave that method open to every user.
+if _ACCESS.keys() - METHODS_BY_NAME.keys():
+    raise RuntimeError(f"access rules for unknown methods: {sorted(_ACCESS.keys() - METHODS_BY_NAME.keys())}")
 
 EVENTS: tuple[Event, ...] = (
     Event("fetch.done", "A fetch of an account ended (manual or automatic).", "the account entry of the fetch result"),

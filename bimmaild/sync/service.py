@@ -220,16 +220,16 @@ class SyncService:
             return result
         if self.accounts.exists(account.id):  # deleted meanwhile: nothing to record
             at = datetime.now(UTC).isoformat(timespec="seconds")
+            # A fetch that went well may still have something to say (a folder gone from the server,
+            # an operation refused): the account's message, shown by status and account show.
+            message = result.error or "; ".join(result.notes) or None
             try:
                 with self.db.transaction() as conn:
-                    # A fetch that went well may still have something to say (a folder gone from the
-                    # server, an operation refused): the account's message, shown by status and account show.
-                    message = result.error or "; ".join(result.notes) or None
                     status_q.write(conn, account.id, result.state, message, at, public)
                 live.unrecorded = None
             except (sqlite3.Error, OSError) as exc:  # a full or read-only disk: the answer still goes out
                 log.error("cannot record the fetch result of account %d: %s", account.id, exc)
-                live.unrecorded = {"state": result.state, "message": result.error, "last_fetch_at": at}
+                live.unrecorded = {"state": result.state, "message": message, "last_fetch_at": at}
         log.info(
             "fetch of account %d %r done: %s, %d new, %d updated, %d removed%s",
             account.id, account.name, result.state, public["new"], public["updated"], public["removed"],

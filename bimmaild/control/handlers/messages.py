@@ -10,7 +10,7 @@ from typing import Any
 from bimmaild import message_view
 from bimmaild.accounts.service import AccountService
 from bimmaild.control.router import Router, Session
-from bimmaild.protocol.errors import NotFound, StorageError
+from bimmaild.protocol.errors import InvalidParams, NotFound, StorageError
 from bimmaild.store import folders as folder_q
 from bimmaild.store import messages as message_q
 from bimmaild.store.db import Database
@@ -77,7 +77,10 @@ class MessageHandlers:
                 if params["trash"]:
                     match = [r for r in rows if r["role"] == "account_trash"]
                     if not match and named:
-                        self.trash.trash_folder(account.id)  # says why: never fetched yet
+                        raise InvalidParams(
+                            f"the trash folder of {account.name!r} is not known yet: fetch the account once first",
+                            field="trash",
+                        )
                 else:
                     match = [r for r in rows if params["folder"] in (r["name"], r["wire_name"])]
                 folder_ids += [r["id"] for r in match[:1]]

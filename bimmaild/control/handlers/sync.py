@@ -1,4 +1,5 @@
-"""fetch and account.folders: synchronisation on demand and the choice of folders (R-C1, R-C2)."""
+"""fetch, account.folders and automation.*: synchronisation on demand, the choice of folders, the
+automatic fetch's switches (R-C1, R-C2, R-E1)."""
 
 from __future__ import annotations
 
