@@ -40,7 +40,7 @@ async def cmd_status(client: Client, args: argparse.Namespace) -> int:
     if outbox:
         waiting = ", ".join(f"{n} {state}" for state, n in sorted(outbox.items()))
         print(f"  outbox: {waiting} (bimmailctl outbox list)")
-    accounts_list = await client.call("account.list")
+    accounts_list = status["account_states"]
     if accounts_list:
         render.table(
             ("ACCOUNT", "STATE", "LAST FETCH", "NEXT FETCH", "PUSH", "QUEUED"),

@@ -127,6 +127,11 @@ class AccountService:
         return {slot for slot in model.SLOTS if await self.secrets.get(account_key(account.secret_ref, slot))}
 
     async def public(self, account: Account) -> dict[str, Any]:
+        owner = {"uid": account.owner_uid, "name": user_name(account.owner_uid)}
+        return {**account.to_public(await self.slots_set(account)), "owner": owner, "status": self.state(account)}
+
+    def state(self, account: Account) -> dict[str, Any]:
+        """What the daemon knows and does with the account (its ``status``): no secret store read."""
         status = status_q.read(self.db.conn, account.id)
         status["pending_operations"] = journal_q.count_pending(self.db.conn, account.id)
         status["refused_operations"] = [
@@ -136,8 +141,7 @@ class AccountService:
         ]  # fmt: skip
         if self.activity is not None:
             status.update(self.activity.of(account.id).to_public())
-        owner = {"uid": account.owner_uid, "name": user_name(account.owner_uid)}
-        return {**account.to_public(await self.slots_set(account)), "owner": owner, "status": status}
+        return status
 
     # -- changing ----------------------------------------------------------
 

@@ -276,6 +276,7 @@ METHODS: tuple[Method, ...] = (
         (),
         "{daemon_version, protocol, pid, started_at, uptime_seconds, data_dir, socket, "
         "secret_backend, accounts: {total, enabled, primary}, pending_operations: {account name: count}, "
+        "account_states: [{id, name, status}] (status as in account.show), "
         "outbox: {queued|sending|failed|uncertain: count} (only states that have messages)}",
     ),
     Method(

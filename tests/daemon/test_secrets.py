@@ -12,7 +12,7 @@ import pytest
 
 from bimmailctl.client import Client
 from bimmaild.accounts.secrets import FileSecrets, KeyringSecrets, Secret, choose_backend
-from bimmaild.protocol.errors import InvalidParams, SecretsUnavailable
+from bimmaild.protocol.errors import BimmailError, InvalidParams, SecretsUnavailable
 from tests.helpers import RunningDaemon, account_params
 
 PASSWORDS = ("Shared-Pw-7f3a", "Imap-Only-Pw-91c2", "Smtp-Only-Pw-44d0", "New-Shared-Pw-0b9e")
@@ -124,3 +124,22 @@ async def test_keyring_backend_namespaces_entries_and_reports_failure(monkeypatc
     monkeypatch.setattr(keyring, "get_password", locked)
     with pytest.raises(SecretsUnavailable, match="keyring failed"):
         await one.get("account/r/password")
+
+
+async def test_status_needs_no_secret_store(
+    client: Client, daemon: RunningDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bimmailctl status` is what one runs when something is wrong — a locked keyring included:
+    it shows each account's state without reading a password (account.list reads them all).  The
+    locked keyring is simulated at the store's seam: CI has no Secret Service to lock."""
+    await client.call("account.add", {"name": "Work", "email": "me@example.org", "password": "pw", "test": False,
+                                      "imap": {"host": "imap.example.org"}, "smtp": {"host": "smtp.example.org"}})  # fmt: skip
+
+    async def locked(key: str) -> Secret | None:
+        raise SecretsUnavailable("the system keyring did not answer")
+
+    monkeypatch.setattr(daemon.daemon.accounts.secrets, "get", locked)
+    with pytest.raises(BimmailError):
+        await client.call("account.list")
+    status = await client.call("status")
+    assert [(a["name"], a["status"]["state"]) for a in status["account_states"]] == [("Work", "new")]

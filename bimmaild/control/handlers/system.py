@@ -92,6 +92,9 @@ class SystemHandlers:
                 "primary": primary,
             },
             "pending_operations": {a.name: journal_q.count_pending(self.accounts.db.conn, a.id) for a in accounts},
+            # Each account's live state, without the secret store (``account.list`` reads it for
+            # password_set): ``bimmailctl status`` works with a locked keyring too.
+            "account_states": [{"id": a.id, "name": a.name, "status": self.accounts.state(a)} for a in accounts],
             "outbox": dict(
                 self.accounts.db.conn.execute(
                     "SELECT o.state, count(*) FROM outbox o JOIN accounts a ON a.id = o.account_id"
