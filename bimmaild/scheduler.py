@@ -185,13 +185,15 @@ class Scheduler:
 
     async def mirror_trash(self) -> None:
         pending = journal_q.accounts_with_due_work(self.db.conn)
+        attention = status_q.in_state(self.db.conn, "needs-attention")
+        automation = self.enabled
         for account in self.accounts.all():
-            polled = self.enabled and account.auto_fetch
+            polled = automation and account.auto_fetch
             if not account.enabled or not (polled or account.id in pending):
                 continue
             if self.sync.login_refused(account.id) or not self.sync.backoff_over(account.id, mirror=True):
                 continue
-            if status_q.read(self.db.conn, account.id)["state"] == "needs-attention" and account.id not in pending:
+            if account.id in attention and account.id not in pending:
                 continue
             self.sync.mirror(account.id)
 

@@ -43,6 +43,7 @@ from typing import Any
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.providers import ProviderDatabase
 from bimmaild.accounts.service import AccountService
+from bimmaild.backoff import doubling
 from bimmaild.events import EventBus
 from bimmaild.protocol.errors import Conflict, InvalidParams, NotFound
 from bimmaild.send import compose, recipients
@@ -185,7 +186,7 @@ class SendService:
             retry = []
         attempts = row["attempts"] + 1
         if exc.temporary and attempts < MAX_ATTEMPTS:
-            wait = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF)
+            wait = timedelta(seconds=doubling(attempts, self.retry_base.total_seconds(), MAX_BACKOFF.total_seconds()))
             self._update(row["id"], state="queued", last_error=exc.message,
                          next_attempt_at=(_now() + wait).isoformat(timespec="seconds"))  # fmt: skip
             state = "queued"

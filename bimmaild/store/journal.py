@@ -5,9 +5,9 @@ for, before anything is sent to the server, and stays ``pending`` until the
 server's effect is confirmed: a crash or an unreachable server delays an
 operation, never loses it.  ``params`` (JSON) carries what is needed to redo
 it and to recognise that it already happened.  An entry the server refuses
-(quota, a folder in the way …) is tried again after a delay that doubles up
-to six hours: what the user asked for is never silently given up, and the
-refusal shows in ``status`` until it goes through.
+(quota, a folder in the way …) is tried again later (``next_attempt_at``; the
+replay decides when): what the user asked for is never silently given up, and
+the refusal shows in ``status`` until it goes through.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-MAX_RETRY_DELAY = timedelta(hours=6)
 
 
 def _now() -> str:
@@ -78,10 +76,9 @@ def save_params(conn: sqlite3.Connection, entry_id: int, values: dict[str, Any])
     conn.execute("UPDATE journal SET params = ? WHERE id = ?", (json.dumps(values), entry_id))
 
 
-def refused_now(conn: sqlite3.Connection, entry_id: int, attempts: int, error: str) -> None:
-    """The server said no: the n-th refusal waits 2^(n-1) minutes (at most MAX_RETRY_DELAY)."""
-    delay = min(timedelta(minutes=2 ** min(attempts - 1, 16)), MAX_RETRY_DELAY)
-    when = (datetime.now(UTC) + delay).isoformat(timespec="seconds")
+def refused_now(conn: sqlite3.Connection, entry_id: int, error: str, retry_in: float) -> None:
+    """The server said no: tried again in ``retry_in`` seconds (the replay's back-off)."""
+    when = (datetime.now(UTC) + timedelta(seconds=retry_in)).isoformat(timespec="seconds")
     conn.execute(
         "UPDATE journal SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
         (error, when, entry_id),

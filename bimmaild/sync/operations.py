@@ -21,7 +21,7 @@ because a crash can come between sending it and recording its result:
   folder's sync, like any other.  The outbox file is removed once it is done.
 
 A refusal by the server is recorded on the entry, which is tried again after
-1, 2, 4 … minutes (at most six hours: ``journal.refused_now``), never given up;
+1, 2, 4 … minutes (at most six hours: ``MAX_RETRY_DELAY``), never given up;
 a broken connection ends the replay (the rest waits for the next one).  One
 SELECT serves every entry on the same folder (``ensure_selected``).
 """
@@ -34,6 +34,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from bimmaild.backoff import doubling
 from bimmaild.imap.connection import CommandFailed, ImapConnection
 from bimmaild.imap.parse import quote_mailbox
 from bimmaild.store import folders as folder_q
@@ -42,6 +43,8 @@ from bimmaild.store.db import Database
 from bimmaild.store.maildir import MaildirFolder, file_name
 
 log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 6 * 3600.0  # seconds: the longest wait between two tries of a refused entry
 
 
 def _quoted_id(message_id: str) -> str:
@@ -61,7 +64,7 @@ class Operations:
 
     async def replay(self, kinds: Collection[str] | None = None) -> list[str]:
         """Carry out every pending entry (of these kinds) in order; returns notes about entries the
-        server refused (each is tried again later: ``journal.refused_now``)."""
+        server refused (each is tried again later, with a back-off)."""
         notes = []
         handlers = {"create": self._create, "move": self._move, "expunge": self._expunge, "append": self._append}
         for entry in journal_q.pending(self.db.conn, self.account_id, due_only=True):
@@ -75,7 +78,8 @@ class Operations:
             except CommandFailed as exc:
                 error = f"{exc.command}: {exc.result} {exc.text}"
                 with self.db.transaction() as conn:
-                    journal_q.refused_now(conn, entry["id"], entry["attempts"] + 1, error)
+                    retry_in = doubling(entry["attempts"] + 1, 60.0, MAX_RETRY_DELAY)
+                    journal_q.refused_now(conn, entry["id"], error, retry_in)
                 notes.append(f"server operation {entry['kind']} #{entry['id']} refused (tried again later): {error}")
                 log.warning(
                     "account %d: journal entry %d (%s) refused: %s", self.account_id, entry["id"], entry["kind"], error

@@ -54,10 +54,9 @@ class PushService:
         if settings.read(conn, "automation_enabled") == "0":
             return set()
         chosen = set()
+        attention = status_q.in_state(conn, "needs-attention")
         for account in self.accounts.all():
-            if not (account.enabled and account.auto_fetch):
-                continue
-            if status_q.read(conn, account.id)["state"] == "needs-attention":
+            if not (account.enabled and account.auto_fetch) or account.id in attention:
                 continue
             inbox = [r for r in folder_q.for_account(conn, account.id) if r["role"] == "inbox"]
             if inbox and selected(inbox[0]) and inbox[0]["state"] == "present":

@@ -29,6 +29,7 @@ from typing import Any
 from bimmaild.accounts.model import Account
 from bimmaild.accounts.service import AccountService
 from bimmaild.activity import Activity
+from bimmaild.backoff import doubling
 from bimmaild.events import EventBus
 from bimmaild.store import status as status_q
 from bimmaild.store.db import Database
@@ -125,7 +126,7 @@ class SyncService:
         failures, when = (self._mirror_failures if mirror else self._failures).get(account_id, (0, 0.0))
         if not failures:
             return True
-        wait = min(60.0 * 2.0 ** (failures - 1), MAX_BACKOFF_SECONDS)
+        wait = doubling(failures, 60.0, MAX_BACKOFF_SECONDS)
         return bool(time.monotonic() - when >= wait)
 
     def start(self, account_id: int) -> None:
