@@ -24,7 +24,7 @@ from tests.helpers import RunningDaemon, daemon_config, start_daemon, stop_daemo
 from tests.servers.dovecot import Dovecot, ImapUser
 from tests.servers.fixtures import MailServers
 from tests.servers.proxy import FaultProxy
-from tests.sync.test_automation import wait_push
+from tests.sync.test_automation import pushing_account, wait_push
 from tests.sync.test_sync import add_account, fetch, make_message
 from tests.sync.test_trash import settle
 
@@ -91,35 +91,25 @@ async def test_mirror_keeps_the_fetch_result_and_a_safety_stop(client: Client, m
 
 
 async def test_push_stops_on_a_refused_password_until_the_account_changes(short_dir: Path, tmp_path: Path) -> None:
-    with Dovecot.running() as server:
-        user = server.add_user()
-        config = daemon_config(short_dir, tmp_path)
-        running = await start_daemon(config)
-        try:
-            async with await Client.connect(config.socket_path) as client:
-                await client.call("account.add", user.account_params())
-                await fetch(client)
-                await wait_push(client)
-                # The password is changed on the server (webmail), and the IDLE connection dropped.
-                lines = server.users_file.read_text().replace(f"{{PLAIN}}{user.password}:", "{PLAIN}changed:")
-                server.users_file.write_text(lines)
-                await asyncio.sleep(1.1)  # Dovecot re-reads its passwd-file at most once a second
-                server.kick(user)
-                for _ in range(200):
-                    status = await account_status(client)
-                    if status["state"] == "needs-attention":
-                        break
-                    await asyncio.sleep(0.05)
-                assert status["state"] == "needs-attention", status
-                assert status["push"] == "off" and "refused" in status["push_error"]
-                attempts = refused_logins(server, user)
-                await asyncio.sleep(3.5)  # the push back-off would have tried at +1, +2 s
-                assert refused_logins(server, user) == attempts, "push tried the refused password again"
+    async with pushing_account(short_dir, tmp_path) as (server, user, client):
+        # The password is changed on the server (webmail), and the IDLE connection dropped.
+        lines = server.users_file.read_text().replace(f"{{PLAIN}}{user.password}:", "{PLAIN}changed:")
+        server.users_file.write_text(lines)
+        await asyncio.sleep(1.1)  # Dovecot re-reads its passwd-file at most once a second
+        server.kick(user)
+        for _ in range(200):
+            status = await account_status(client)
+            if status["state"] == "needs-attention":
+                break
+            await asyncio.sleep(0.05)
+        assert status["state"] == "needs-attention", status
+        assert status["push"] == "off" and "refused" in status["push_error"]
+        attempts = refused_logins(server, user)
+        await asyncio.sleep(3.5)  # the push back-off would have tried at +1, +2 s
+        assert refused_logins(server, user) == attempts, "push tried the refused password again"
 
-                await client.call("account.modify", {"account": "Work", "password": "changed"})
-                await wait_push(client)  # the account was changed: push resumes
-        finally:
-            await stop_daemon(running)
+        await client.call("account.modify", {"account": "Work", "password": "changed"})
+        await wait_push(client)  # the account was changed: push resumes
 
 
 async def test_refused_server_operation_is_retried_later_and_shown(

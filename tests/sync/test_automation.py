@@ -7,7 +7,9 @@ with ``Scheduler.run_due_now`` (never by sleeping for an interval).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from bimmailctl.client import Client
 from tests.helpers import BIN_DIR, RunningDaemon, daemon_config, run_ctl, start_daemon, stop_daemon
-from tests.servers.dovecot import Dovecot
+from tests.servers.dovecot import Dovecot, ImapUser
 from tests.servers.fixtures import MailServers
 from tests.sync.test_sync import add_account, fetch, make_message
 
@@ -162,7 +164,10 @@ async def test_idle_delivers_new_mail_without_a_scheduled_fetch(
     assert {job_id: job.next_run_time for job_id, job in jobs(daemon).items()} == scheduled
 
 
-async def test_idle_reconnects_after_server_restart(short_dir: Path, tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def pushing_account(short_dir: Path, tmp_path: Path) -> AsyncIterator[tuple[Dovecot, ImapUser, Client]]:
+    """A Dovecot of the test's own (it may be restarted, its users changed), a daemon, and an
+    account on it, fetched once, with push idle on its INBOX."""
     with Dovecot.running() as server:
         user = server.add_user()
         config = daemon_config(short_dir, tmp_path)
@@ -172,13 +177,18 @@ async def test_idle_reconnects_after_server_restart(short_dir: Path, tmp_path: P
                 await client.call("account.add", user.account_params())
                 await fetch(client)
                 await wait_push(client)
-                server.restart()  # drops the IDLE connection; the watcher reconnects after its back-off
-                await client.subscribe(["message.new"])
-                user.append(make_message(7, subject="après redémarrage"), "INBOX")
-                _, new = await next_event(client, "message.new", timeout=5)
-                assert new["subject"] == "après redémarrage"
+                yield server, user, client
         finally:
             await stop_daemon(running)
+
+
+async def test_idle_reconnects_after_server_restart(short_dir: Path, tmp_path: Path) -> None:
+    async with pushing_account(short_dir, tmp_path) as (server, user, client):
+        server.restart()  # drops the IDLE connection; the watcher reconnects after its back-off
+        await client.subscribe(["message.new"])
+        user.append(make_message(7, subject="après redémarrage"), "INBOX")
+        _, new = await next_event(client, "message.new", timeout=5)
+        assert new["subject"] == "après redémarrage"
 
 
 async def test_ctl_automation_watch_and_progress(
